@@ -1,0 +1,229 @@
+/* sd-model.h: a Stable Diffusion model as it sits on disk, in one internal form.
+ *
+ * A model is opened from a single-file checkpoint (.safetensors) or a diffusers
+ * folder. Whatever the source, its tensors are exposed under ONE internal naming,
+ * the diffusers/transformers module paths under a component prefix:
+ *
+ *   unet.<diffusers UNet2DConditionModel name>       unet.down_blocks.0.resnets.0.conv1.weight
+ *   vae.<diffusers AutoencoderKL name>                vae.decoder.mid_block.attentions.0.to_q.weight
+ *   text_encoder.<transformers CLIPTextModel name>    text_encoder.text_model.encoder.layers.0.self_attn.q_proj.weight
+ *   text_encoder_2.<CLIPTextModelWithProjection name> text_encoder_2.text_projection.weight
+ *
+ * Conversions that are more than a rename are applied at load and are invisible
+ * to users of this header: OpenCLIP's packed in_proj is split into q/k/v; the
+ * single-file text_projection [hidden, proj] is exposed transposed as diffusers'
+ * [proj, hidden]; VAE attention 1x1-conv weights [C, C, 1, 1] are exposed as
+ * [C, C]. Everything else keeps its stored shape (conv weights [O, I, kh, kw]).
+ *
+ * The configuration (sizes, heads, layer counts) is detected from the tensors;
+ * diffusers config.json files, when present, take precedence for what cannot be
+ * seen in the weights (number of heads, prediction type).
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+typedef enum
+{
+  SD_DTYPE_F32,
+  SD_DTYPE_F16,
+  SD_DTYPE_BF16,
+  SD_DTYPE_F64,
+  SD_DTYPE_I64,
+  SD_DTYPE_I32,
+  SD_DTYPE_I16,
+  SD_DTYPE_I8,
+  SD_DTYPE_U8,
+  SD_DTYPE_BOOL,
+} SdDType;
+
+gsize sd_dtype_size (SdDType dtype);
+const char *sd_dtype_name (SdDType dtype); /* "F32", "F16", ... as in safetensors */
+
+typedef enum
+{
+  SD_ARCH_UNKNOWN = 0,
+  SD_ARCH_SD1,          /* SD 1.x (CLIP ViT-L, HF naming), 4 or 9 (inpainting) input channels */
+  SD_ARCH_SD2,          /* SD 2.x (OpenCLIP ViT-H, penultimate layer) */
+  SD_ARCH_SDXL,         /* SDXL base (CLIP ViT-L + OpenCLIP bigG, text_time embedding) */
+  SD_ARCH_SDXL_REFINER, /* SDXL refiner (OpenCLIP bigG only, aesthetic score) */
+} SdArch;
+
+const char *sd_arch_name (SdArch arch); /* "SD1", "SD2", "SDXL", "SDXL-refiner" */
+
+typedef enum
+{
+  SD_PREDICTION_EPSILON,
+  SD_PREDICTION_V,
+} SdPrediction;
+
+#define SD_MAX_LEVELS 6
+
+typedef struct
+{
+  int in_channels;  /* 4, or 9 for inpainting models */
+  int out_channels; /* 4 */
+  int n_levels;     /* number of down (and up) blocks */
+  int block_out_channels[SD_MAX_LEVELS];
+  int layers_per_block; /* resnets per down block; up blocks have one more */
+  /* Down block i is a CrossAttnDownBlock2D (has transformers). Up block j mirrors
+   * down block n_levels-1-j. */
+  gboolean level_has_attn[SD_MAX_LEVELS];
+  /* Per down level: BasicTransformerBlocks per Transformer2DModel, number of
+   * heads and head dim (heads * head_dim == block_out_channels[i]). Up block j
+   * uses the entry of level n_levels-1-j; the mid block uses the *_mid values. */
+  int transformer_depth[SD_MAX_LEVELS];
+  int num_heads[SD_MAX_LEVELS];
+  int head_dim[SD_MAX_LEVELS];
+  gboolean has_mid_attn;
+  int transformer_depth_mid;
+  int num_heads_mid;
+  int head_dim_mid;
+  int context_dim; /* cross-attention key/value width (768 SD1, 1024 SD2, 2048 SDXL) */
+  gboolean use_linear_projection; /* proj_in/out are Linear [C, C] (SD2, SDXL) instead of 1x1 conv */
+  int norm_groups;                /* 32 */
+  float norm_eps;                 /* 1e-5 (resnets); transformers' GroupNorm uses 1e-6 */
+  int time_embed_dim;             /* width of the time embedding MLP output (4 * C0) */
+  int time_proj_dim;              /* width of the sinusoidal timestep features (C0) */
+  /* SDXL 'text_time' additional embedding; 0 when absent. */
+  int addition_time_embed_dim;    /* 256 for SDXL (sinusoid width per time id) */
+  int projection_class_embeddings_input_dim; /* 2816 SDXL base, 2560 refiner */
+  int n_time_ids;                 /* 6 base, 5 refiner */
+  int pooled_dim;                 /* width of text_embeds (1280 SDXL) */
+} SdUNetConfig;
+
+typedef struct
+{
+  int in_channels;     /* 3 */
+  int out_channels;    /* 3 */
+  int latent_channels; /* 4 */
+  int n_levels;
+  int block_out_channels[SD_MAX_LEVELS];
+  int layers_per_block; /* encoder; the decoder has layers_per_block + 1 */
+  int norm_groups;      /* 32 */
+  float scaling_factor; /* 0.18215 SD1/SD2, 0.13025 SDXL */
+  gboolean has_encoder;
+  gboolean has_decoder;
+} SdVaeConfig;
+
+typedef enum
+{
+  SD_ACT_QUICK_GELU,
+  SD_ACT_GELU,
+} SdActivation;
+
+typedef struct
+{
+  gboolean present;
+  int hidden;       /* 768 CLIP-L, 1024 OpenCLIP-H, 1280 bigG */
+  int n_layers;
+  int n_heads;      /* head_dim = hidden / n_heads (64 for all real models) */
+  int intermediate; /* MLP width */
+  SdActivation act;
+  int vocab_size;   /* 49408 */
+  int max_positions;/* 77 */
+  int projection_dim; /* 0 when there is no text_projection */
+  int pad_id;       /* 49407 (SD1, SDXL encoder 1) or 0 (OpenCLIP-style) */
+  int bos_id, eos_id;
+} SdTextEncoderConfig;
+
+typedef struct
+{
+  int num_train_timesteps; /* 1000 */
+  double beta_start;       /* 0.00085 */
+  double beta_end;         /* 0.012 */
+  char beta_schedule[32];  /* "scaled_linear" */
+  SdPrediction prediction;
+  gboolean prediction_known; /* FALSE when neither config nor metadata said: default epsilon */
+  int steps_offset;          /* 1 */
+  char timestep_spacing[16]; /* "leading", "trailing", "linspace" */
+} SdSchedulerConfig;
+
+typedef struct
+{
+  SdArch arch;
+  gboolean inpainting; /* unet.in_channels == 9 */
+  SdUNetConfig unet;
+  SdVaeConfig vae;
+  SdTextEncoderConfig text_encoder;   /* CLIP-L (SD1, SDXL) or OpenCLIP (SD2, refiner) */
+  SdTextEncoderConfig text_encoder_2; /* SDXL's bigG; present == FALSE otherwise */
+  SdSchedulerConfig scheduler;
+  int native_resolution; /* 512 SD1, 768 SD2 (v) / 512, 1024 SDXL */
+} SdModelConfig;
+
+typedef struct
+{
+  const char *name; /* internal name */
+  SdDType dtype;    /* dtype on disk */
+  int ndim;         /* 0..8 */
+  gint64 shape[8];  /* the exposed shape (after the conversions above) */
+  gint64 n_elements;
+} SdTensorInfo;
+
+typedef struct _SdModel SdModel;
+
+typedef enum
+{
+  SD_MODEL_FORMAT_SINGLE_FILE,
+  SD_MODEL_FORMAT_DIFFUSERS,
+} SdModelFormat;
+
+typedef struct
+{
+  /* Overrides for what the weights cannot tell; 0 / NULL = not given. */
+  gboolean force_prediction;
+  SdPrediction prediction;
+  /* A diffusers-style UNet config (parsed JSON object) used when a single file
+   * carries no head information (e.g. check-golden passes the manifest's). */
+  const char *unet_config_json;
+} SdOpenOptions;
+
+/* Open a model: a .safetensors file or a diffusers folder (model_index.json, or
+ * a single component folder). Reads headers only; tensor data is mmapped and
+ * read lazily. Pickle files (.ckpt/.pt/.bin/.pth) are refused without being
+ * read. On an unknown layout the error lists what was found. */
+SdModel *sd_model_open (const char *path, const SdOpenOptions *options, GError **error);
+void sd_model_free (SdModel *model);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SdModel, sd_model_free)
+
+const SdModelConfig *sd_model_get_config (SdModel *model);
+SdModelFormat sd_model_get_format (SdModel *model);
+const char *sd_model_get_path (SdModel *model);
+
+/* The folder holding the model's tokenizer files (tokenizer/ or tokenizer_2/ of a
+ * diffusers folder, or the folder of a single file), or NULL. index 0 or 1. */
+char *sd_model_find_tokenizer_dir (SdModel *model, int index);
+
+/* All internal tensor names in a stable order. */
+GPtrArray *sd_model_list_tensors (SdModel *model); /* element: const char *, borrowed */
+const SdTensorInfo *sd_model_lookup (SdModel *model, const char *name); /* NULL if absent */
+
+/* Read a tensor converted to float32 / float16 (IEEE half bits), applying the
+ * load-time conversions. n_elements must equal the tensor's. */
+gboolean sd_model_read_f32 (SdModel *model, const char *name, float *dst, gsize n_elements,
+                            GError **error);
+gboolean sd_model_read_f16 (SdModel *model, const char *name, guint16 *dst, gsize n_elements,
+                            GError **error);
+
+/* Parameter count of a component ("unet", "vae", "text_encoder", "text_encoder_2"):
+ * the sum of element counts of its float tensors. */
+gint64 sd_model_count_params (SdModel *model, const char *component);
+
+/* Bytes the weights of a component need on the device at a given element size
+ * (2 for fp16 compute, 4 for fp32). */
+gint64 sd_model_weight_bytes (SdModel *model, const char *component, gsize element_size);
+
+/* Tensors the loader did not recognise / expected but missing / with a wrong
+ * shape; each a newline-free message. Empty arrays when all is well. */
+GPtrArray *sd_model_get_unknown (SdModel *model);
+GPtrArray *sd_model_get_missing (SdModel *model);
+GPtrArray *sd_model_get_misshaped (SdModel *model);
+
+/* Half-precision conversions used everywhere (round to nearest even). */
+guint16 sd_f32_to_f16 (float f);
+float sd_f16_to_f32 (guint16 h);
+float sd_bf16_to_f32 (guint16 b);
+
+G_END_DECLS
