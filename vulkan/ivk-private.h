@@ -1,0 +1,146 @@
+/* ivk-private.h: internals shared by the runtime's files and the op wrappers. */
+#pragma once
+
+#include "ivk.h"
+#include "ivk-shaders.h"
+
+G_BEGIN_DECLS
+
+#define IVK_MAX_BINDINGS 6
+#define IVK_MAX_SPEC 16
+#define IVK_PUSH_MAX 128
+/* Every shader's push-constant block starts with one uint per binding: the
+ * element offset of the tensor inside its (aligned-down) descriptor range. */
+#define IVK_PUSH_PREFIX (IVK_MAX_BINDINGS * 4)
+
+/* Tensor flags */
+enum
+{
+  IVK_TENSOR_INPUT = 1 << 0,
+  IVK_TENSOR_OUTPUT = 1 << 1,
+  IVK_TENSOR_PERSISTENT = 1 << 2,
+};
+
+typedef struct
+{
+  VkPipeline pipeline;
+  guint n_bindings;
+} IvkPipeline;
+
+struct _IvkContext
+{
+  gint ref_count;
+  VkInstance instance;
+  VkPhysicalDevice phys;
+  VkDevice device;
+  VkQueue queue;
+  guint32 queue_family;
+  VkDebugUtilsMessengerEXT messenger;
+  guint validation_messages;
+  IvkDeviceInfo info;
+  VkPhysicalDeviceMemoryProperties memprops;
+  VkCommandPool cmd_pool;
+  VkFence fence;
+  VkPipelineCache pipeline_cache;
+  char *pipeline_cache_path;
+  GHashTable *pipelines; /* key string -> IvkPipeline* */
+  VkDescriptorSetLayout set_layouts[IVK_MAX_BINDINGS + 1];
+  VkPipelineLayout pipeline_layouts[IVK_MAX_BINDINGS + 1];
+  GMutex lock; /* guards pipelines, allocation counters and queue submission */
+  guint64 allocated;
+  guint64 peak;
+  gboolean lost;
+};
+
+struct _IvkBuffer
+{
+  IvkContext *ctx; /* owned ref */
+  VkBuffer buffer;
+  VkDeviceMemory memory;
+  guint64 size;
+  void *mapped;
+  IvkMemoryKind kind;
+};
+
+typedef struct
+{
+  const char *op; /* static string */
+  char *label;
+  IvkShader shader;
+  guint32 spec[IVK_MAX_SPEC];
+  guint n_spec;
+  IvkTensor *bind[IVK_MAX_BINDINGS];
+  guint n_bind;
+  guint write_mask; /* bit i: binding i is written */
+  guint8 push[IVK_PUSH_MAX];
+  guint push_size;
+  guint32 groups[3];
+  double flops;
+  double bytes;
+  /* compile results */
+  IvkPipeline *pipe;
+  VkDescriptorSet set;
+  gboolean barrier_before;
+} IvkNode;
+
+/* ---- context internals ---- */
+gboolean ivk_context_check_lost (IvkContext *ctx, GError **error);
+void ivk_context_mark_lost (IvkContext *ctx);
+IvkPipeline *ivk_context_get_pipeline (IvkContext *ctx, IvkShader shader, const guint32 *spec,
+                                       guint n_spec, guint n_bindings, GError **error);
+VkPipelineLayout ivk_context_get_pipeline_layout (IvkContext *ctx, guint n_bindings);
+VkDescriptorSetLayout ivk_context_get_set_layout (IvkContext *ctx, guint n_bindings);
+/* Submit one command buffer and wait (serialised on the context's queue). */
+gboolean ivk_context_submit_wait (IvkContext *ctx, VkCommandBuffer cb, GError **error);
+/* Allocate device memory of the given kind (accounted). */
+gboolean ivk_context_alloc_memory (IvkContext *ctx, const VkMemoryRequirements *req,
+                                   IvkMemoryKind kind, VkDeviceMemory *memory,
+                                   gboolean *host_visible, GError **error);
+void ivk_context_free_memory (IvkContext *ctx, VkDeviceMemory memory, guint64 size);
+
+/* ---- graph internals used by op wrappers ---- */
+
+/* New intermediate tensor owned by the graph. NULL if the graph has failed. */
+IvkTensor *ivk_graph_new_tensor (IvkGraph *g, IvkDType dtype, int ndim, const gint64 *shape);
+/* A view of t: byte offset, new shape, row stride (0 = contiguous). */
+IvkTensor *ivk_graph_new_view (IvkGraph *g, IvkTensor *t, guint64 byte_offset, int ndim,
+                               const gint64 *shape, gint64 row_stride);
+/* Check an input tensor: non-NULL, and either persistent or from this graph.
+ * Returns FALSE (error set) otherwise; FALSE silently when t is NULL and the
+ * graph already failed. */
+gboolean ivk_graph_check_tensor (IvkGraph *g, const IvkTensor *t, const char *op, const char *what);
+
+typedef struct
+{
+  const char *op;
+  IvkShader shader;
+  const guint32 *spec;
+  guint n_spec;
+  IvkTensor *const *bind; /* n_bind tensors */
+  guint n_bind;
+  guint write_mask;
+  const void *push; /* push-constant struct, whose first IVK_PUSH_PREFIX bytes are filled at compile */
+  guint push_size;
+  guint32 groups[3];
+  double flops;
+} IvkDispatch;
+
+/* Append a dispatch; returns FALSE if the graph failed (error stored). */
+gboolean ivk_graph_add_dispatch (IvkGraph *g, const IvkDispatch *d);
+
+/* Split a 1-D number of workgroups into a 2-D grid that fits the device's
+ * maxComputeWorkGroupCount (x * y >= n). Shaders recompute the linear id. */
+void ivk_grid_1d (IvkGraph *g, guint64 n_groups, guint32 groups[3]);
+
+static inline guint32
+ivk_f32_bits (float f)
+{
+  union
+  {
+    float f;
+    guint32 u;
+  } v = { .f = f };
+  return v.u;
+}
+
+G_END_DECLS

@@ -1,0 +1,100 @@
+/* ops-conv.c: 2-D convolution (implicit GEMM) with fused upsample, bias and residual. */
+#include "config.h"
+
+#include "ops-common.h"
+
+/* mirrors shaders/conv2d.comp */
+typedef struct
+{
+  guint32 off[IVK_MAX_BINDINGS];
+  guint32 cin, h, w;
+  guint32 cout, oh, ow;
+  guint32 stride;
+  gint32 pad_t, pad_l;
+} ConvPush;
+G_STATIC_ASSERT (sizeof (ConvPush) <= IVK_PUSH_MAX);
+
+IvkTensor *
+ivk_conv2d (IvkGraph *g, IvkTensor *x, IvkTensor *w, IvkTensor *bias, const IvkConvParams *params)
+{
+  if (!ivk_graph_check_tensor (g, x, "conv2d", "input") || !ivk_graph_check_tensor (g, w, "conv2d", "weight"))
+    return NULL;
+  if (x->ndim != 4 || w->ndim != 4 || x->shape[1] != w->shape[1] || !ivk_tensor_is_contiguous (x))
+    {
+      ivk_graph_set_error (g, IVK_ERROR, IVK_ERROR_SHAPE,
+                           "conv2d: input %s and weight %s do not match (want [N,C,H,W] and [O,C,KH,KW])",
+                           ivk_tensor_describe (x), ivk_tensor_describe (w));
+      return NULL;
+    }
+  gint64 kh = w->shape[2], kw = w->shape[3];
+  IvkConvParams def = {
+    .stride = 1,
+    .pad_top = (int) (kh / 2), .pad_bottom = (int) (kh / 2),
+    .pad_left = (int) (kw / 2), .pad_right = (int) (kw / 2),
+  };
+  const IvkConvParams *pp = params ? params : &def;
+  if (pp->stride < 1 || kh > 7 || kw > 7 || pp->pad_top < 0 || pp->pad_left < 0
+      || pp->pad_bottom < 0 || pp->pad_right < 0)
+    {
+      ivk_graph_set_error (g, IVK_ERROR, IVK_ERROR_SHAPE, "conv2d: unsupported stride/kernel/padding");
+      return NULL;
+    }
+  if (bias && (bias->n_elements != w->shape[0] || bias->dtype != w->dtype))
+    {
+      ivk_graph_set_error (g, IVK_ERROR, IVK_ERROR_SHAPE, "conv2d: bias %s does not match %" G_GINT64_FORMAT " outputs",
+                           ivk_tensor_describe (bias), w->shape[0]);
+      return NULL;
+    }
+  gint64 n = x->shape[0], cin = x->shape[1], h = x->shape[2], wd = x->shape[3];
+  gint64 eh = pp->upsample ? 2 * h : h, ew = pp->upsample ? 2 * wd : wd;
+  gint64 oh = (eh + pp->pad_top + pp->pad_bottom - kh) / pp->stride + 1;
+  gint64 ow = (ew + pp->pad_left + pp->pad_right - kw) / pp->stride + 1;
+  gint64 cout = w->shape[0];
+  if (oh <= 0 || ow <= 0 || n > 65535)
+    {
+      ivk_graph_set_error (g, IVK_ERROR, IVK_ERROR_SHAPE, "conv2d: input %s too small for the kernel",
+                           ivk_tensor_describe (x));
+      return NULL;
+    }
+  IvkShader shader;
+  if (!ivk_pick_aw (g, "conv2d", x->dtype, w->dtype, &shader))
+    return NULL;
+  gint64 shape[4] = { n, cout, oh, ow };
+  IvkTensor *out = ivk_graph_new_tensor (g, x->dtype, 4, shape);
+  if (!out)
+    return NULL;
+  IvkTensor *res = pp->residual;
+  if (res && (!ivk_same_shape (res, out) || res->dtype != out->dtype))
+    {
+      ivk_graph_set_error (g, IVK_ERROR, IVK_ERROR_SHAPE, "conv2d: residual %s does not match output %s",
+                           ivk_tensor_describe (res), ivk_tensor_describe (out));
+      return NULL;
+    }
+  ConvPush push = {
+    .cin = cin, .h = h, .w = wd,
+    .cout = cout, .oh = oh, .ow = ow,
+    .stride = pp->stride,
+    .pad_t = pp->pad_top, .pad_l = pp->pad_left,
+  };
+  guint32 wx, wy, tm, tn;
+  ivk_gemm_tiles (g, cout, oh * ow, &wx, &wy, &tm, &tn);
+  guint32 spec[9] = { wx, wy, tm, tn, bias != NULL, res != NULL, pp->upsample != 0, kh, kw };
+  IvkTensor *bind[5] = { x, w, bias ? bias : w, res ? res : x, out };
+  IvkDispatch d = {
+    .op = "conv2d",
+    .shader = shader,
+    .spec = spec,
+    .n_spec = 9,
+    .bind = bind,
+    .n_bind = 5,
+    .write_mask = 1u << 4,
+    .push = &push,
+    .push_size = sizeof push,
+    .groups = { (guint32) ((oh * ow + wx * tn - 1) / (wx * tn)),
+                (guint32) ((cout + wy * tm - 1) / (wy * tm)), (guint32) n },
+    .flops = 2.0 * n * cout * oh * ow * cin * kh * kw,
+  };
+  if (!ivk_graph_add_dispatch (g, &d))
+    return NULL;
+  return out;
+}
