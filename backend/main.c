@@ -9,7 +9,9 @@
 /* Subcommands: each line is `{ "name", "summary", cmd_name }` with cmd_name
  * defined in backend/cmd-<name>.c. */
 #define IMP_COMMAND_LIST(X) \
-  X (version, "version", "print the version")
+  X (version, "version", "print the version") \
+  X (info, "info", "describe a model file: architecture, sizes, memory") \
+  X (check_golden, "check-golden", "run golden reference cases from a manifest")
 
 #define IMP_DECLARE(fn, name, summary) int cmd_##fn (int argc, char **argv);
 IMP_COMMAND_LIST (IMP_DECLARE)

@@ -14,6 +14,10 @@
  * single-file text_projection [hidden, proj] is exposed transposed as diffusers'
  * [proj, hidden]; VAE attention 1x1-conv weights [C, C, 1, 1] are exposed as
  * [C, C]. Everything else keeps its stored shape (conv weights [O, I, kh, kw]).
+ * SD 2's open_clip encoder loses its last layer and its projection at load, as in
+ * diffusers' conversion: SD 2 conditions on the penultimate layer, so its text
+ * encoder has 23 layers in both forms and the context is
+ * final_layer_norm(last layer). SDXL's encoders keep all their layers.
  *
  * The configuration (sizes, heads, layer counts) is detected from the tensors;
  * diffusers config.json files, when present, take precedence for what cannot be
@@ -81,6 +85,9 @@ typedef struct
   int transformer_depth_mid;
   int num_heads_mid;
   int head_dim_mid;
+  /* FALSE when the head counts are the architecture convention (SD1: 8 heads,
+   * SD2/SDXL: head_dim 64) because no config said: the weights cannot tell. */
+  gboolean heads_known;
   int context_dim; /* cross-attention key/value width (768 SD1, 1024 SD2, 2048 SDXL) */
   gboolean use_linear_projection; /* proj_in/out are Linear [C, C] (SD2, SDXL) instead of 1x1 conv */
   int norm_groups;                /* 32 */
@@ -127,6 +134,7 @@ typedef struct
   int projection_dim; /* 0 when there is no text_projection */
   int pad_id;       /* 49407 (SD1, SDXL encoder 1) or 0 (OpenCLIP-style) */
   int bos_id, eos_id;
+  gboolean heads_known; /* FALSE: n_heads = hidden / 64 by convention (no config.json) */
 } SdTextEncoderConfig;
 
 typedef struct
@@ -150,6 +158,9 @@ typedef struct
   SdTextEncoderConfig text_encoder;   /* CLIP-L (SD1, SDXL) or OpenCLIP (SD2, refiner) */
   SdTextEncoderConfig text_encoder_2; /* SDXL's bigG; present == FALSE otherwise */
   SdSchedulerConfig scheduler;
+  /* SDXL base: with no negative prompt the unconditional context and pooled
+   * embedding are zeros (model_index.json, else TRUE for SDXL base only). */
+  gboolean force_zeros_for_empty_prompt;
   int native_resolution; /* 512 SD1, 768 SD2 (v) / 512, 1024 SDXL */
 } SdModelConfig;
 
@@ -178,6 +189,13 @@ typedef struct
   /* A diffusers-style UNet config (parsed JSON object) used when a single file
    * carries no head information (e.g. check-golden passes the manifest's). */
   const char *unet_config_json;
+  /* transformers-style CLIPTextConfig JSON for the text encoders of a single file
+   * (num_attention_heads, hidden_act), e.g. from a golden manifest. */
+  const char *text_encoder_config_json;
+  const char *text_encoder_2_config_json;
+  /* Read headers only (shape tables, inspection): nothing is mapped and every
+   * read fails. Files that end right after their header are accepted. */
+  gboolean header_only;
 } SdOpenOptions;
 
 /* Open a model: a .safetensors file or a diffusers folder (model_index.json, or
@@ -185,6 +203,11 @@ typedef struct
  * read lazily. Pickle files (.ckpt/.pt/.bin/.pth) are refused without being
  * read. On an unknown layout the error lists what was found. */
 SdModel *sd_model_open (const char *path, const SdOpenOptions *options, GError **error);
+/* The same for a single-file checkpoint already opened (e.g. from memory with
+ * sd_safetensors_new_from_header); takes ownership of st, also on error. */
+struct _SdSafetensors;
+SdModel *sd_model_new_from_safetensors (struct _SdSafetensors *st, const SdOpenOptions *options,
+                                        GError **error);
 void sd_model_free (SdModel *model);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SdModel, sd_model_free)
 
@@ -207,8 +230,8 @@ gboolean sd_model_read_f32 (SdModel *model, const char *name, float *dst, gsize 
 gboolean sd_model_read_f16 (SdModel *model, const char *name, guint16 *dst, gsize n_elements,
                             GError **error);
 
-/* Parameter count of a component ("unet", "vae", "text_encoder", "text_encoder_2"):
- * the sum of element counts of its float tensors. */
+/* Parameter count of a component ("unet", "vae", "text_encoder", "text_encoder_2";
+ * NULL for all): the sum of element counts of its float tensors. */
 gint64 sd_model_count_params (SdModel *model, const char *component);
 
 /* Bytes the weights of a component need on the device at a given element size
@@ -216,10 +239,30 @@ gint64 sd_model_count_params (SdModel *model, const char *component);
 gint64 sd_model_weight_bytes (SdModel *model, const char *component, gsize element_size);
 
 /* Tensors the loader did not recognise / expected but missing / with a wrong
- * shape; each a newline-free message. Empty arrays when all is well. */
+ * shape; each a newline-free message. Empty arrays when all is well. Listing
+ * is not failing: a model with missing weights opens (so `impasto info` can
+ * say what is wrong); sd_model_check_component is the gate before building. */
 GPtrArray *sd_model_get_unknown (SdModel *model);
 GPtrArray *sd_model_get_missing (SdModel *model);
 GPtrArray *sd_model_get_misshaped (SdModel *model);
+/* Known non-weight extras that were skipped (schedule buffers, EMA weights,
+ * position ids...), one "name: why" line each; and how values the weights
+ * cannot show were resolved ("unet heads: from unet/config.json"). */
+GPtrArray *sd_model_get_ignored (SdModel *model);
+GPtrArray *sd_model_get_notes (SdModel *model);
+
+/* Whether the model holds a component ("unet", "vae", "text_encoder",
+ * "text_encoder_2"). */
+gboolean sd_model_has_component (SdModel *model, const char *component);
+/* Fails with SD_ERROR_MISSING when the component is absent or any of its
+ * expected tensors is missing or mis-shaped (listing them): call it before
+ * building a module from the weights. */
+gboolean sd_model_check_component (SdModel *model, const char *component, GError **error);
+
+/* What `impasto info MODEL` prints: format, architecture and variant, prediction
+ * type, parameters per component, dtypes on disk, memory for the weights in
+ * fp16 and fp32, and every unknown / missing / mis-shaped tensor. */
+gboolean sd_model_describe (SdModel *model, GString *out, GError **error);
 
 /* Half-precision conversions used everywhere (round to nearest even). */
 guint16 sd_f32_to_f16 (float f);

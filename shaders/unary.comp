@@ -44,8 +44,10 @@ float apply (float v)
     return exp (v);
   if (OP == OP_SCALE)
     return p.alpha * v + p.beta;
+  // torch.clamp keeps NaN; GLSL clamp() may return a bound instead (lavapipe
+  // gives alpha), which would hide a NaN (e.g. a VAE decode) as a valid pixel.
   if (OP == OP_CLAMP)
-    return clamp (v, p.alpha, p.beta);
+    return isnan (v) ? v : clamp (v, p.alpha, p.beta);
   if (OP == OP_TANH)
     return tanh (v);
   return 1.0 / (1.0 + exp (-v));

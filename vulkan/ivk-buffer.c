@@ -250,7 +250,11 @@ tensor_storage (IvkTensor *t, IvkBuffer **buf, guint64 *offset, GError **error)
       off += root->view_offset;
       root = root->base;
     }
-  if (!root->buffer)
+  /* Intermediates live in the activation arena, whose memory later tensors
+   * reuse: reading one would return whatever overwrote it. */
+  gboolean io = root->graph == NULL
+                || (root->flags & (IVK_TENSOR_INPUT | IVK_TENSOR_OUTPUT | IVK_TENSOR_PERSISTENT));
+  if (!root->buffer || !io)
     {
       g_set_error (error, IVK_ERROR, IVK_ERROR_FAILED,
                    "tensor %s has no host-accessible storage (only graph inputs, outputs and "

@@ -128,6 +128,20 @@ has_layer (const char *name)
   return FALSE;
 }
 
+/* An instance extension provided by a layer (e.g. VK_EXT_validation_features). */
+static gboolean
+has_layer_ext (const char *layer, const char *name)
+{
+  guint32 n = 0;
+  vkEnumerateInstanceExtensionProperties (layer, &n, NULL);
+  g_autofree VkExtensionProperties *props = g_new0 (VkExtensionProperties, MAX (n, 1));
+  vkEnumerateInstanceExtensionProperties (layer, &n, props);
+  for (guint32 i = 0; i < n; i++)
+    if (strcmp (props[i].extensionName, name) == 0)
+      return TRUE;
+  return FALSE;
+}
+
 static gboolean
 has_instance_ext (const char *name)
 {
@@ -167,7 +181,7 @@ create_instance (gboolean validation, gboolean *debug_utils, GError **error)
   };
   const char *layers[1];
   guint n_layers = 0;
-  const char *exts[2];
+  const char *exts[3];
   guint n_exts = 0;
   *debug_utils = FALSE;
   if (validation)
@@ -186,8 +200,24 @@ create_instance (gboolean validation, gboolean *debug_utils, GError **error)
           *debug_utils = TRUE;
         }
     }
+  /* With validation, also turn on the layer's synchronization validation:
+   * lavapipe runs dispatches in order, so a missing barrier between dependent
+   * dispatches is invisible there and only this check catches it. */
+  static const VkValidationFeatureEnableEXT enables[] = {
+    VK_VALIDATION_FEATURE_ENABLE_SYNCHRONIZATION_VALIDATION_EXT,
+  };
+  VkValidationFeaturesEXT features = {
+    .sType = VK_STRUCTURE_TYPE_VALIDATION_FEATURES_EXT,
+    .enabledValidationFeatureCount = G_N_ELEMENTS (enables),
+    .pEnabledValidationFeatures = enables,
+  };
+  gboolean sync_validation = validation && has_layer_ext ("VK_LAYER_KHRONOS_validation",
+                                                          VK_EXT_VALIDATION_FEATURES_EXTENSION_NAME);
+  if (sync_validation)
+    exts[n_exts++] = VK_EXT_VALIDATION_FEATURES_EXTENSION_NAME;
   VkInstanceCreateInfo ci = {
     .sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO,
+    .pNext = sync_validation ? &features : NULL,
     .pApplicationInfo = &app,
     .enabledLayerCount = n_layers,
     .ppEnabledLayerNames = layers,

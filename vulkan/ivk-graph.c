@@ -493,24 +493,21 @@ binding_of (IvkGraph *g, IvkTensor *t, VkDescriptorBufferInfo *info, guint32 *el
   return TRUE;
 }
 
-gboolean
-ivk_graph_compile (IvkGraph *g, GError **error)
+static guint64
+arena_chunk (IvkGraph *g)
 {
-  IvkContext *ctx = g->ctx;
-  if (g->error)
-    {
-      g_propagate_error (error, g_error_copy (g->error));
-      return FALSE;
-    }
-  g_return_val_if_fail (!g->compiled, FALSE);
-  if (!ivk_context_check_lost (ctx, error))
-    return FALSE;
-  const guint n_nodes = g->nodes->len;
-  const gboolean guards = (g->flags & IVK_GRAPH_GUARDS) != 0;
-  const guint64 align = MAX (ctx->info.storage_offset_alignment, 256);
-  const guint64 guard = guards ? GUARD_BYTES : 0;
+  const guint64 align = MAX (g->ctx->info.storage_offset_alignment, 256);
+  return MIN (g->ctx->info.max_allocation_size, (guint64) 1 << 40) / align * align;
+}
 
-  /* 1. lifetimes: outputs live to the end */
+/* Lifetimes (outputs live to the end), io offsets, and arena offsets by
+ * lifetime; sets g->arena_bytes, g->naive_bytes. Returns the arena placements. */
+static GPtrArray *
+plan (IvkGraph *g, guint64 *io_size_out)
+{
+  const guint n_nodes = g->nodes->len;
+  const guint64 align = MAX (g->ctx->info.storage_offset_alignment, 256);
+  const guint64 guard = (g->flags & IVK_GRAPH_GUARDS) ? GUARD_BYTES : 0;
   GPtrArray *arena_items = g_ptr_array_new_with_free_func (g_free);
   guint64 io_size = 0;
   g->naive_bytes = 0;
@@ -535,10 +532,46 @@ ivk_graph_compile (IvkGraph *g, GError **error)
       g->naive_bytes += p->size;
       g_ptr_array_add (arena_items, p);
     }
+  g->arena_bytes = plan_arena (arena_items, arena_chunk (g));
+  *io_size_out = io_size;
+  return arena_items;
+}
 
-  /* 2. arena offsets; chunks no bigger than the allocation limit */
-  guint64 chunk = MIN (ctx->info.max_allocation_size, (guint64) 1 << 40) / align * align;
-  g->arena_bytes = plan_arena (arena_items, chunk);
+gboolean
+ivk_graph_plan (IvkGraph *g, IvkGraphStats *stats, GError **error)
+{
+  if (g->error)
+    {
+      g_propagate_error (error, g_error_copy (g->error));
+      return FALSE;
+    }
+  guint64 io_size = 0;
+  GPtrArray *items = plan (g, &io_size);
+  g_ptr_array_free (items, TRUE);
+  g->io_bytes = io_size;
+  ivk_graph_get_stats (g, stats);
+  return TRUE;
+}
+
+gboolean
+ivk_graph_compile (IvkGraph *g, GError **error)
+{
+  IvkContext *ctx = g->ctx;
+  if (g->error)
+    {
+      g_propagate_error (error, g_error_copy (g->error));
+      return FALSE;
+    }
+  g_return_val_if_fail (!g->compiled, FALSE);
+  if (!ivk_context_check_lost (ctx, error))
+    return FALSE;
+  const guint n_nodes = g->nodes->len;
+  const gboolean guards = (g->flags & IVK_GRAPH_GUARDS) != 0;
+  guint64 io_size = 0;
+
+  /* 1-2. lifetimes and arena offsets */
+  GPtrArray *arena_items = plan (g, &io_size);
+  guint64 chunk = arena_chunk (g);
   if (g->arena_bytes > ctx->info.device_local_bytes && !ctx->info.is_cpu)
     {
       g_set_error (error, IVK_ERROR, IVK_ERROR_OUT_OF_MEMORY,
@@ -839,6 +872,11 @@ ivk_graph_get_stats (IvkGraph *g, IvkGraphStats *stats)
   stats->n_barriers = g->n_barriers;
   for (guint i = 0; i < g->nodes->len; i++)
     stats->flops += g_array_index (g->nodes, IvkNode, i).flops;
+  for (guint i = 0; i < g->tensors->len; i++)
+    {
+      IvkTensor *t = g_ptr_array_index (g->tensors, i);
+      stats->largest_tensor_bytes = MAX (stats->largest_tensor_bytes, ivk_tensor_span_bytes (t));
+    }
 }
 
 GArray *

@@ -242,7 +242,13 @@ typedef struct
   guint64 io_bytes;     /* inputs + outputs */
   guint n_barriers;
   double flops;         /* estimated floating point operations of one run */
+  guint64 largest_tensor_bytes; /* the biggest single binding (vs maxStorageBufferRange) */
 } IvkGraphStats;
+
+/* Plan memory without allocating anything (sizes and the largest binding), to
+ * decide e.g. whether to tile before compiling. Fills arena_bytes, naive_bytes,
+ * io_bytes, largest_tensor_bytes, flops, n_nodes, n_tensors. */
+gboolean ivk_graph_plan (IvkGraph *g, IvkGraphStats *stats, GError **error);
 
 void ivk_graph_get_stats (IvkGraph *g, IvkGraphStats *stats);
 
