@@ -88,7 +88,12 @@ typedef gboolean (*ImpGoldenHandler) (ImpGoldenCase *gc, GError **error);
   X ("text_encoder_sdxl", imp_golden_text_encoder_sdxl) \
   X ("unet", imp_golden_unet) \
   X ("vae_decode", imp_golden_vae_decode) \
-  X ("vae_encode", imp_golden_vae_encode)
+  X ("vae_encode", imp_golden_vae_encode) \
+  X ("schedules", imp_golden_schedules) /* backend/golden-sched.c */ \
+  X ("noise", imp_golden_noise) \
+  X ("sampler", imp_golden_sampler) \
+  X ("img2img", imp_golden_img2img) \
+  X ("inpaint", imp_golden_inpaint)
 
 #define IMP_GOLDEN_DECLARE(kind, fn) gboolean fn (ImpGoldenCase *gc, GError **error);
 IMP_GOLDEN_KINDS (IMP_GOLDEN_DECLARE)

@@ -132,7 +132,8 @@ sd_model_describe (SdModel *m, GString *out, GError **error)
   for (guint i = 0; i < m->files->len; i++)
     {
       SdSafetensors *st = g_ptr_array_index (m->files, i);
-      file_bytes += sd_safetensors_get_file_size (st);
+      guint64 fs = sd_safetensors_get_file_size (st);
+      file_bytes = fs > G_MAXUINT64 - file_bytes ? G_MAXUINT64 : file_bytes + fs;
       n_stored += sd_safetensors_get_n_tensors (st);
     }
   g_autofree char *fb = human_bytes (file_bytes);
@@ -168,7 +169,7 @@ sd_model_describe (SdModel *m, GString *out, GError **error)
         continue;
       const char *name = sd_component_names[ci];
       gint64 params = sd_model_count_params (m, name);
-      total += params;
+      total = params > G_MAXINT64 - total ? G_MAXINT64 : total + params;
       g_autofree char *ps = with_commas (params);
       g_autofree char *h16 = human_bytes ((guint64) sd_model_weight_bytes (m, name, 2));
       g_autofree char *h32 = human_bytes ((guint64) sd_model_weight_bytes (m, name, 4));
@@ -211,7 +212,8 @@ sd_model_describe (SdModel *m, GString *out, GError **error)
         {
           const SdSafetensorsTensor *t = sd_safetensors_get_nth (st, k);
           counts[t->dtype]++;
-          bytes[t->dtype] += t->data_end - t->data_begin;
+          guint64 b = t->data_end - t->data_begin;
+          bytes[t->dtype] = b > G_MAXUINT64 - bytes[t->dtype] ? G_MAXUINT64 : bytes[t->dtype] + b;
         }
     }
   g_string_append_printf (out, "%-15s", "Dtypes on disk:");

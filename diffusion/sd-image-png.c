@@ -509,7 +509,10 @@ sd_image_save_png_to_bytes (const SdImage *img, int compression, GError **error)
       return NULL;
     }
   ctx.img = img;
-  ctx.level = compression < 0 ? 6 : compression;
+  /* Default 3, not zlib's 6: on SD output (noisy, natural images) level 6
+   * took 2.5x as long for 12 % less size (2048x2048 RGB: 3.1 s vs 1.2 s on
+   * a loaded 2-core VM), and these PNGs mostly travel over a local socket. */
+  ctx.level = compression < 0 ? 3 : compression;
   n = sd_image_get_n_texts (img);
   ctx.texts = g_new0 (png_text, MAX (n, 1));
   for (guint i = 0; i < n; i++)

@@ -89,7 +89,8 @@ SdImage *sd_image_load_png_from_memory (const void *data, gsize len, int channel
  * interlaced, with the image's text chunks written before the image data:
  * pure-ASCII values as tEXt, others as uncompressed UTF-8 iTXt (what PIL's
  * PngInfo.add_text does, so AUTOMATIC1111-compatible readers find
- * "parameters"). compression: zlib level 0-9, or -1 for the default (6). */
+ * "parameters"). compression: zlib level 0-9, or -1 for the default, 3
+ * (fast; pass 6-9 for smaller files a user keeps). */
 GBytes *sd_image_save_png_to_bytes (const SdImage *img, int compression, GError **error);
 
 /* Save atomically: the PNG is written to a temporary file in the same folder,

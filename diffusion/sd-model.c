@@ -1042,14 +1042,16 @@ sd_model_count_params (SdModel *m, const char *component)
   g_return_val_if_fail (m != NULL, 0);
   int ci = sd_component_index (component);
   g_return_val_if_fail (component == NULL || ci >= 0, 0);
-  gint64 n = 0;
+  /* Saturating: several header-only files may each claim up to 2^63 bytes. */
+  guint64 n = 0;
   for (guint i = 0; i < m->tensors->len; i++)
     {
       const SdModelTensor *t = g_ptr_array_index (m->tensors, i);
-      if ((component == NULL || t->component == ci) && sd_dtype_is_float (t->info.dtype))
-        n += t->info.n_elements;
+      if ((component == NULL || t->component == ci) && sd_dtype_is_float (t->info.dtype)
+          && (!g_uint64_checked_add (&n, n, (guint64) t->info.n_elements) || n > (guint64) G_MAXINT64))
+        return G_MAXINT64;
     }
-  return n;
+  return (gint64) n;
 }
 
 gint64
@@ -1057,7 +1059,12 @@ sd_model_weight_bytes (SdModel *m, const char *component, gsize element_size)
 {
   g_return_val_if_fail (element_size > 0 && element_size <= 8, 0);
   gint64 n = sd_model_count_params (m, component);
-  return n * (gint64) element_size;
+  /* Real files cannot get near this, but a header-only model can claim
+   * anything: saturate instead of overflowing. */
+  guint64 bytes;
+  if (!g_uint64_checked_mul (&bytes, (guint64) n, element_size) || bytes > (guint64) G_MAXINT64)
+    return G_MAXINT64;
+  return (gint64) bytes;
 }
 
 /* ------------------------------------------------------------------ reads */

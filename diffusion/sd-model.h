@@ -183,7 +183,12 @@ typedef enum
 
 typedef struct
 {
-  /* Overrides for what the weights cannot tell; 0 / NULL = not given. */
+  /* Overrides for what the weights cannot tell; 0 / NULL = not given.
+   * Prediction type: force_prediction wins; else scheduler_config.json's
+   * prediction_type; else the file's metadata (modelspec.prediction_type,
+   * ss_v_parameterization); else epsilon with prediction_known = FALSE.
+   * Heads: the component's config.json wins over the *_config_json options,
+   * which win over the convention (SD1: 8 heads; SD2/SDXL/CLIP: head_dim 64). */
   gboolean force_prediction;
   SdPrediction prediction;
   /* A diffusers-style UNet config (parsed JSON object) used when a single file

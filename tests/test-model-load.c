@@ -923,9 +923,12 @@ test_report_problems (void)
   g_autoptr (GPtrArray) missing = sd_model_get_missing (m);
   g_autoptr (GPtrArray) mis = sd_model_get_misshaped (m);
   g_autoptr (GPtrArray) unknown = sd_model_get_unknown (m);
-  dump_list ("missing", missing);
-  dump_list ("misshaped", mis);
-  dump_list ("unknown", unknown);
+  for (guint i = 0; i < missing->len; i++)
+    g_test_message ("missing: %s", (char *) g_ptr_array_index (missing, i));
+  for (guint i = 0; i < mis->len; i++)
+    g_test_message ("mis-shaped: %s", (char *) g_ptr_array_index (mis, i));
+  for (guint i = 0; i < unknown->len; i++)
+    g_test_message ("unknown: %s", (char *) g_ptr_array_index (unknown, i));
   g_assert_cmpuint (missing->len, ==, 1);
   g_assert_true (list_has (missing, "unet.conv_out.bias"));
   g_assert_cmpuint (mis->len, ==, 1);

@@ -148,7 +148,10 @@ void imp_mask_threshold (float *mask, gsize n, float threshold);
  *               layer's mask. With grow = feather = 0 it equals the
  *               selection, so nothing outside the selection changes; with a
  *               feather the soft edge is centred on the grown edge and
- *               reaches imp_feather_reach() px beyond it.
+ *               reaches imp_feather_reach() px beyond it. In that outer
+ *               band (layer_mask > 0, model_mask = 0) the layer shows the
+ *               model's reproduction of the original, faded out: the same
+ *               trade as AUTOMATIC1111's "mask blur".
  * Either output may be NULL. */
 void imp_inpaint_masks (const ImpInpaintOptions *o, const float *selection, int width,
                         int height, float *model_mask, float *layer_mask);

@@ -1,0 +1,136 @@
+/* job.h: one generation job, from validated parameters to PNG files' bytes.
+ *
+ * This is THE path shared by the command line (impasto generate / img2img /
+ * inpaint) and the server (impasto serve): both fill an ImpJobParams, validate
+ * it with imp_job_params_validate() and call imp_job_run(), which builds the
+ * SdJob, runs the pipeline, composites masked results and encodes each image
+ * as a PNG with the AUTOMATIC1111 "parameters" text chunk. The same
+ * parameters and seed therefore give byte-identical PNGs from both.
+ *
+ * Inpainting (a mask is given), as AUTOMATIC1111's img2img does it:
+ *   1. the mask (1 = repaint) is inverted if asked, then blurred by a
+ *      gaussian with sigma = mask_blur px (A1111's mask_blur);
+ *   2. without full_res the whole image (resized to width x height when
+ *      resize_init and its size differs) is processed; with full_res the
+ *      bounding box of the blurred mask, grown by full_res_padding px and
+ *      then widened to the width:height aspect ratio, is cut out, scaled to
+ *      width x height, processed, and scaled back;
+ *   3. the model sees the blurred mask (binarised at 0.5 by the pipeline);
+ *   4. the result is blended back over the input through the blurred mask, so
+ *      every pixel where it is 0 is exactly the input's.
+ * The images returned are the composited full images.
+ */
+#pragma once
+
+#include <glib.h>
+
+#include "sd-image.h"
+#include "sd-pipeline.h"
+
+G_BEGIN_DECLS
+
+typedef struct
+{
+  SdMode mode;          /* TXT2IMG, IMG2IMG, or INPAINT (mask required) */
+  char *prompt;         /* owned; NULL = "" */
+  char *negative;       /* owned; NULL = none */
+  int width, height;    /* processing size, multiples of 8 */
+  int steps;
+  double cfg_scale;
+  SdSamplerKind sampler;
+  gboolean karras;      /* Karras sigmas (A1111 "Schedule type: Karras") */
+  guint64 seed;         /* image k of the job gets seed + k */
+  int batch;            /* images per pipeline run */
+  int n_iter;           /* pipeline runs (A1111 n_iter) */
+  int clip_skip;        /* 0/1 = the model's default */
+  double strength;      /* img2img / inpaint: (0, 1] */
+  gboolean no_fp16;     /* recorded only; the pipeline decides at load */
+  SdImage *init;        /* owned, RGB; img2img / inpaint */
+  float *mask;          /* owned, [init->height][init->width] in [0, 1], 1 = repaint */
+  int mask_blur;        /* px (gaussian sigma), >= 0 */
+  gboolean mask_invert;
+  gboolean full_res;    /* A1111 inpaint_full_res ("only masked") */
+  int full_res_padding; /* px */
+  /* When the init image's size differs from width x height: TRUE = resize it
+   * (and the mask) with Lanczos-3 (A1111 "just resize", the server); FALSE =
+   * a validation error (the CLI). */
+  gboolean resize_init;
+} ImpJobParams;
+
+/* Defaults: txt2img, 512x512, 20 steps, CFG 7, Euler a, seed 0, batch 1,
+ * n_iter 1, strength 0.75, mask_blur 4, padding 32 (A1111's defaults). */
+void imp_job_params_init (ImpJobParams *p);
+void imp_job_params_clear (ImpJobParams *p);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (ImpJobParams, imp_job_params_clear)
+
+typedef struct
+{
+  int max_side;       /* width and height <= this */
+  guint64 max_pixels; /* width * height <= this */
+  int max_steps;
+  int max_batch;      /* batch <= this */
+  int max_images;     /* batch * n_iter <= this */
+} ImpJobLimits;
+
+/* The engine's own limits (sd-pipeline.c check_job): 4096 px a side,
+ * 4096 x 4096 pixels, 1000 steps, batch 64, 64 images. */
+void imp_job_limits_init (ImpJobLimits *l);
+
+/* Check every parameter against `limits` (NULL: imp_job_limits_init) before
+ * anything is loaded: sizes positive multiples of 8, steps >= 1, CFG in
+ * [0, 100], strength in (0, 1] and leaving at least one step, batch >= 1,
+ * the init image and mask present for the mode, the mask the init image's
+ * size, the init image width x height unless resize_init / full_res, mask_blur
+ * and padding in 0..256. SD_ERROR_INVALID_ARG with a message naming the
+ * parameter. */
+gboolean imp_job_params_validate (const ImpJobParams *p, const ImpJobLimits *limits,
+                                  GError **error);
+
+/* A mask from a PNG loaded with channels 0 (its own layout): an image with
+ * an alpha channel that is not fully opaque gives its alpha (opaque =
+ * repaint); otherwise the luminance (white = repaint). [h][w] in [0, 1]. */
+float *imp_mask_from_image (const SdImage *img);
+
+/* The image size rounded down to a multiple of `multiple`; TRUE when it
+ * changed. */
+gboolean imp_round_size (int width, int height, int multiple, int *out_w, int *out_h);
+
+typedef struct
+{
+  int iteration;   /* 0-based pipeline run */
+  int n_iter;
+  int step;        /* steps done in this run (1..total) */
+  int total;       /* steps this run does (img2img: fewer than params.steps) */
+  double fraction; /* of the whole job, 0..1 */
+  const float *latents; /* [batch, 4, height / 8, width / 8], borrowed */
+} ImpJobProgress;
+
+/* Return FALSE to cancel (the job then fails with SD_ERROR_CANCELLED). Called
+ * on the thread running the job. */
+typedef gboolean (*ImpJobProgressFn) (gpointer data, const ImpJobProgress *progress);
+
+typedef struct
+{
+  GPtrArray *png;       /* GBytes *, one PNG per image, in seed order */
+  GPtrArray *infotexts; /* char *, the "parameters" text of each image */
+  GArray *seeds;        /* guint64 per image */
+  int width, height;    /* of the returned images */
+  char *model_name;
+  char *notes;          /* the pipeline's notes, or NULL */
+} ImpJobResult;
+
+void imp_job_result_clear (ImpJobResult *r);
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (ImpJobResult, imp_job_result_clear)
+
+/* Run a validated job on `pipeline` (see the file comment). The parameters
+ * text carries the model name from imp_model_display_name (model_path).
+ * Errors: the pipeline's (SD_ERROR_CANCELLED when progress returned FALSE;
+ * IVK_ERROR_OUT_OF_MEMORY / SD_ERROR_OUT_OF_MEMORY when memory ran out). */
+gboolean imp_job_run (SdPipeline *pipeline, const char *model_path, const ImpJobParams *params,
+                      ImpJobProgressFn progress, gpointer progress_data, ImpJobResult *result,
+                      GError **error);
+
+/* The A1111 parameters of image k of a job (also what imp_job_run writes). */
+char *imp_job_infotext (const ImpJobParams *p, const char *model_name, guint64 seed);
+
+G_END_DECLS
