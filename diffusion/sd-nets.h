@@ -75,10 +75,14 @@ typedef struct
 
 gboolean sd_unet_forward (SdUNet *unet, SdUNetCall *call, GError **error);
 
-/* Activation memory the plan needs for one call of this shape (bytes), without
- * running it; builds (and caches) the graph. */
+/* The memory plan of one call of this shape (activation arena, largest
+ * binding, FLOPs) without allocating activations. With virtual weights
+ * (sd_unet_new_virtual) nothing is uploaded or read either. */
 gboolean sd_unet_plan (SdUNet *unet, int batch, int height, int width, int context_len,
                        IvkGraphStats *stats, GError **error);
+/* A UNet whose weights are shapes only (the model may be header-only): for
+ * memory plans of full-size models without their weights. */
+SdUNet *sd_unet_new_virtual (IvkContext *ctx, SdModel *model, gboolean fp16, GError **error);
 guint64 sd_unet_get_weight_bytes (SdUNet *unet);
 
 /* ---- VAE ---- */

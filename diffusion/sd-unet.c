@@ -357,11 +357,28 @@ gboolean
 sd_unet_plan (SdUNet *u, int batch, int height, int width, int context_len, IvkGraphStats *stats,
               GError **error)
 {
-  SdNetGraph *ng = get_graph (u, batch, height, width, context_len, FALSE, error);
-  if (!ng)
-    return FALSE;
-  ivk_graph_get_stats (ng->g, stats);
-  return TRUE;
+  int down = 1 << (u->cfg.n_levels - 1);
+  if (height <= 0 || width <= 0 || height % down || width % down)
+    {
+      g_set_error (error, SD_ERROR, SD_ERROR_INVALID_ARG, "latent size %dx%d must be a multiple of %d",
+                   width, height, down);
+      return FALSE;
+    }
+  SdNetGraph *ng = build (u, batch, height, width, context_len, FALSE);
+  gboolean ok = ivk_graph_plan (ng->g, stats, error);
+  sd_net_graph_free (ng);
+  if (!ok)
+    g_prefix_error (error, "UNet plan: ");
+  return ok;
+}
+
+SdUNet *
+sd_unet_new_virtual (IvkContext *ctx, SdModel *model, gboolean fp16, GError **error)
+{
+  SdUNet *u = sd_unet_new (ctx, model, fp16, error);
+  if (u)
+    sd_weights_set_virtual (u->w, TRUE);
+  return u;
 }
 
 gboolean

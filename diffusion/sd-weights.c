@@ -16,7 +16,14 @@ struct _SdWeights
   IvkDType dtype;
   IvkWeightStore *store; /* owned */
   GHashTable *cache;     /* key -> IvkTensor* (owned by store) */
+  gboolean is_virtual;
 };
+
+void
+sd_weights_set_virtual (SdWeights *w, gboolean is_virtual)
+{
+  w->is_virtual = is_virtual;
+}
 
 SdWeights *
 sd_weights_new (IvkContext *ctx, SdModel *model, const char *prefix, IvkDType dtype)
@@ -150,6 +157,14 @@ sd_weights_get_as (SdWeights *w, IvkGraph *g, const char *name, IvkDType dtype)
                             info->ndim));
       return NULL;
     }
+  if (w->is_virtual)
+    {
+      int nd = info->ndim ? info->ndim : 1;
+      gint64 one = 1;
+      t = ivk_weight_store_add_virtual (w->store, key, dtype, nd, info->ndim ? info->shape : &one);
+      g_hash_table_insert (w->cache, g_strdup (key), t);
+      return t;
+    }
   g_autofree gpointer data = read_as (w, full, info, dtype, &error);
   if (!data)
     {
@@ -225,6 +240,12 @@ sd_weights_get_stacked (SdWeights *w, IvkGraph *g, const char *const *names, gui
         }
       shape[0] += info->ndim ? info->shape[0] : 1;
       total += info->n_elements;
+    }
+  if (w->is_virtual)
+    {
+      t = ivk_weight_store_add_virtual (w->store, key->str, w->dtype, MAX (ndim, 1), shape);
+      g_hash_table_insert (w->cache, g_string_free (key, FALSE), t);
+      return t;
     }
   guint8 *data = g_try_malloc (MAX (total * esize, 1));
   if (!data)

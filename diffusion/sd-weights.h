@@ -19,6 +19,9 @@ SdWeights *sd_weights_new (IvkContext *ctx, SdModel *model, const char *prefix, 
 void sd_weights_free (SdWeights *w);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SdWeights, sd_weights_free)
 
+/* Virtual weights: shapes only, no device memory and no data read (the
+ * model may be header-only); graphs over them can be planned, not run. */
+void sd_weights_set_virtual (SdWeights *w, gboolean is_virtual);
 IvkDType sd_weights_get_dtype (SdWeights *w);
 SdModel *sd_weights_get_model (SdWeights *w);
 /* Bytes uploaded so far. */

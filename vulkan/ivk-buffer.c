@@ -401,6 +401,29 @@ ivk_weight_store_get_bytes (IvkWeightStore *ws)
 }
 
 IvkTensor *
+ivk_weight_store_add_virtual (IvkWeightStore *ws, const char *name, IvkDType dtype, int ndim,
+                              const gint64 *shape)
+{
+  g_return_val_if_fail (ndim >= 0 && ndim <= IVK_MAX_DIMS, NULL);
+  IvkTensor *t = g_new0 (IvkTensor, 1);
+  t->dtype = dtype;
+  t->ndim = ndim;
+  t->n_elements = 1;
+  for (int i = 0; i < IVK_MAX_DIMS; i++)
+    {
+      t->shape[i] = i < ndim ? shape[i] : 1;
+      if (i < ndim)
+        t->n_elements *= shape[i];
+    }
+  t->flags = IVK_TENSOR_PERSISTENT;
+  t->name = g_strdup (name);
+  t->id = -1;
+  ws->bytes += ivk_tensor_nbytes (t);
+  g_ptr_array_add (ws->tensors, t);
+  return t;
+}
+
+IvkTensor *
 ivk_weight_store_add (IvkWeightStore *ws, const char *name, IvkDType dtype, int ndim,
                       const gint64 *shape, const void *data, GError **error)
 {

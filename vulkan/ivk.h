@@ -194,6 +194,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (IvkWeightStore, ivk_weight_store_free)
 /* Allocate a tensor; data (in `dtype`, may be NULL) is uploaded. */
 IvkTensor *ivk_weight_store_add (IvkWeightStore *ws, const char *name, IvkDType dtype, int ndim,
                                  const gint64 *shape, const void *data, GError **error);
+/* A tensor with a shape but no memory: graphs that use it can be planned
+ * (ivk_graph_plan) but not compiled. For memory plans without weights. */
+IvkTensor *ivk_weight_store_add_virtual (IvkWeightStore *ws, const char *name, IvkDType dtype,
+                                         int ndim, const gint64 *shape);
 guint64 ivk_weight_store_get_bytes (IvkWeightStore *ws);
 
 /* ---- graphs ----------------------------------------------------------------- */
