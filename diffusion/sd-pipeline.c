@@ -154,6 +154,64 @@ sd_pipeline_get_weight_bytes (SdPipeline *p)
   return ivk_context_get_allocated (p->ctx);
 }
 
+/* Few-step distilled models cannot be told from their weights (SDXL-Turbo has
+ * SDXL's exact architecture): the file or folder name decides, as the model
+ * cards name them ("sd_xl_turbo", "sdxl-lightning", "lcm-..."). */
+static gboolean
+name_has (SdPipeline *p, const char *word)
+{
+  g_autofree char *lower = g_ascii_strdown (sd_model_get_path (p->model), -1);
+  g_autofree char *base = g_path_get_basename (lower);
+  return strstr (base, word) != NULL;
+}
+
+void
+sd_pipeline_get_defaults (SdPipeline *p, SdModelDefaults *d)
+{
+  const SdModelConfig *c = &p->cfg;
+  int native = c->native_resolution > 0 ? c->native_resolution : 512;
+  *d = (SdModelDefaults) {
+    .width = native, .height = native, .steps = 20, .cfg_scale = 7.0f,
+    .sampler = SD_SAMPLER_EULER_A, .spacing = SD_SPACING_CONFIG,
+    .why = "Stable Diffusion 1.x defaults",
+  };
+  gboolean xl = c->arch == SD_ARCH_SDXL || c->arch == SD_ARCH_SDXL_REFINER;
+  if (c->arch == SD_ARCH_SD2)
+    d->why = c->scheduler.prediction == SD_PREDICTION_V ? "SD 2.x v-prediction (768)" : "SD 2.x";
+  if (xl)
+    {
+      d->steps = 25;
+      d->cfg_scale = 6.0f;
+      d->why = c->arch == SD_ARCH_SDXL ? "SDXL base" : "SDXL refiner";
+    }
+  if (name_has (p, "turbo"))
+    {
+      /* SD-Turbo / SDXL-Turbo: 512 px, 1-4 steps, no guidance, trailing spacing */
+      d->width = d->height = 512;
+      d->steps = 4;
+      d->cfg_scale = 0.0f;
+      d->sampler = SD_SAMPLER_EULER_A;
+      d->spacing = SD_SPACING_TRAILING;
+      d->why = xl ? "SDXL-Turbo (name): 512 px, 4 steps, guidance off, trailing spacing"
+                  : "SD-Turbo (name): 512 px, 4 steps, guidance off, trailing spacing";
+    }
+  else if (name_has (p, "lightning") || name_has (p, "hyper"))
+    {
+      d->steps = 4;
+      d->cfg_scale = 0.0f;
+      d->sampler = SD_SAMPLER_EULER;
+      d->spacing = SD_SPACING_TRAILING;
+      d->why = "few-step distilled model (name): 4 steps, guidance off, trailing spacing";
+    }
+  else if (name_has (p, "lcm"))
+    {
+      d->steps = 4;
+      d->cfg_scale = 1.0f;
+      d->sampler = SD_SAMPLER_LCM;
+      d->why = "LCM model (name): LCM sampler, 4 steps, guidance off";
+    }
+}
+
 /* ---- text ---- */
 
 /* Which encoders condition the UNet: SD1/SD2 use text_encoder; SDXL both; a

@@ -56,6 +56,21 @@ IvkContext *sd_pipeline_get_context (SdPipeline *p);
 /* Bytes of weights on the device right now. */
 guint64 sd_pipeline_get_weight_bytes (SdPipeline *p);
 
+/* What a user of this model should get when they do not say: size, steps,
+ * guidance and sampler per detected model family. `why` says what was
+ * recognised (printed by the CLI, returned by the API). */
+typedef struct
+{
+  int width, height;
+  int steps;
+  float cfg_scale;
+  SdSamplerKind sampler;
+  SdTimestepSpacing spacing;
+  const char *why; /* static string */
+} SdModelDefaults;
+
+void sd_pipeline_get_defaults (SdPipeline *p, SdModelDefaults *d);
+
 typedef enum
 {
   SD_MODE_TXT2IMG,
