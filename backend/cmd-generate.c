@@ -47,13 +47,12 @@ block_signals (gboolean block)
   sigprocmask (block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
 }
 
-/* ---- progress ------------------------------------------------------------------- */
+/* ---- progress ---------------------------------------------------------------------- */
 
 typedef struct
 {
   gboolean tty, quiet;
-  gint64 start;     /* monotonic time of the first step report */
-  int last_percent; /* plain mode: the last line printed */
+  gint64 start; /* monotonic time of the first step report */
 } Progress;
 
 static void
@@ -107,15 +106,17 @@ on_progress (gpointer data, const ImpJobProgress *p)
         fprintf (stderr, "\n");
       fflush (stderr);
     }
-  else if (percent != pr->last_percent)
+  else
     {
-      pr->last_percent = percent;
+      /* one line per step: logs and pipes read them as they come */
+      if (p->n_iter > 1)
+        fprintf (stderr, "run %d/%d ", p->iteration + 1, p->n_iter);
       fprintf (stderr, "step %d/%d (%d%%), ETA %s\n", p->step, p->total, percent, eta);
     }
   return TRUE;
 }
 
-/* ---- files ------------------------------------------------------------------------ */
+/* ---- files ------------------------------------------------------------------------- */
 
 /* With a batch, image i (1-based) goes to NAME-i.EXT: the index is inserted
  * before the extension (or appended when there is none) and zero-padded to
@@ -163,8 +164,8 @@ exit_code_for (const GError *e)
 static SdImage *
 load_png (const char *what, const char *path, int channels, GError **error)
 {
-  SdImageLimits limits = { .max_width = 16384, .max_height = 16384,
-                           .max_pixels = (guint64) 8192 * 8192 };
+  SdImageLimits limits
+      = { .max_width = 16384, .max_height = 16384, .max_pixels = (guint64) 8192 * 8192 };
   SdImage *img = sd_image_load_png (path, channels, &limits, error);
   if (!img)
     g_prefix_error (error, "%s: ", what);
@@ -194,34 +195,38 @@ run_generate (int argc, char **argv, SdMode mode)
   g_autofree char *model = NULL, *prompt = NULL, *negative = NULL, *sampler = NULL;
   g_autofree char *seed_str = NULL, *init_path = NULL, *mask_path = NULL, *output = NULL;
   g_autofree char *device = NULL;
-  int width = 0, height = 0, steps = 20, batch = 1, clip_skip = 0;
+  /* G_MININT / -HUGE_VAL: not given (the model's default applies) */
+  int width = 0, height = 0, steps = G_MININT, batch = 1, clip_skip = 0;
   int mask_blur = 4, padding = 32;
-  double cfg = 7.0, strength = mode == SD_MODE_INPAINT ? 1.0 : 0.75;
+  double cfg = -HUGE_VAL, strength = mode == SD_MODE_INPAINT ? 1.0 : 0.75;
   gboolean no_fp16 = FALSE, quiet = FALSE, karras = FALSE, mask_invert = FALSE, full_res = FALSE;
   g_auto (GStrv) rest = NULL;
 
   GOptionEntry common[] = {
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model,
       "Model: a .safetensors file, a diffusers folder, or a name in the model folders "
-      "(default: the bundled model)", "PATH|NAME" },
+      "(default: the bundled model)",
+      "PATH|NAME" },
     { "prompt", 'p', 0, G_OPTION_ARG_STRING, &prompt, "What to paint (A1111 syntax: (word:1.2))",
       "TEXT" },
     { "negative", 'n', 0, G_OPTION_ARG_STRING, &negative, "What to avoid", "TEXT" },
     { "width", 'W', 0, G_OPTION_ARG_INT, &width,
-      "Width in pixels, a multiple of 8 (default: the model's native size, or the init image's)",
-      "PX" },
+      "Width in pixels, a multiple of 8 (default: the model's, or the init image's size)", "PX" },
     { "height", 'H', 0, G_OPTION_ARG_INT, &height, "Height in pixels, a multiple of 8", "PX" },
-    { "steps", 's', 0, G_OPTION_ARG_INT, &steps, "Sampling steps (default 20)", "N" },
+    { "steps", 's', 0, G_OPTION_ARG_INT, &steps,
+      "Sampling steps (default: the model's; 20 for SD 1.x)", "N" },
     { "cfg", 'c', 0, G_OPTION_ARG_DOUBLE, &cfg,
-      "Guidance scale, 0-100 (default 7; <= 1 turns classifier-free guidance off)", "SCALE" },
+      "Guidance scale, 0-100 (default: the model's, 7 for SD 1.x; <= 1 turns classifier-free "
+      "guidance off)",
+      "SCALE" },
     { "sampler", 0, 0, G_OPTION_ARG_STRING, &sampler,
-      "Sampler: euler, euler_a (default), ddim, dpmpp_2m, dpmpp_2m_karras, lcm, or an A1111 name",
+      "Sampler: euler, euler_a, ddim, dpmpp_2m, dpmpp_2m_karras, lcm, or an A1111 name "
+      "(default: the model's, euler_a for SD 1.x)",
       "NAME" },
-    { "karras", 0, 0, G_OPTION_ARG_NONE, &karras, "Karras noise schedule (Euler, Euler a, DPM++ 2M)",
-      NULL },
+    { "karras", 0, 0, G_OPTION_ARG_NONE, &karras,
+      "Karras noise schedule (Euler, Euler a, DPM++ 2M)", NULL },
     { "seed", 0, 0, G_OPTION_ARG_STRING, &seed_str,
-      "Seed, 0 to 2^64-1 (default or -1: random, printed); image i of a batch uses seed + i",
-      "N" },
+      "Seed, 0 to 2^64-1 (default or -1: random, printed); image i of a batch uses seed + i", "N" },
     { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, "Images to make (default 1)", "N" },
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &output,
       "Output PNG (default impasto-SEED.png); a batch writes FILE-1.png ... FILE-N.png", "FILE" },
@@ -244,14 +249,16 @@ run_generate (int argc, char **argv, SdMode mode)
   GOptionEntry mask_entries[] = {
     { "mask", 0, 0, G_OPTION_ARG_FILENAME, &mask_path,
       "Mask PNG of the init image's size: white = repaint (gray or RGB), or the alpha of an "
-      "RGBA image (opaque = repaint)", "FILE" },
+      "RGBA image (opaque = repaint)",
+      "FILE" },
     { "mask-blur", 0, 0, G_OPTION_ARG_INT, &mask_blur,
       "Blur the mask's edge by a gaussian of this sigma in px (default 4, as A1111)", "PX" },
     { "mask-invert", 0, 0, G_OPTION_ARG_NONE, &mask_invert, "Repaint where the mask is black",
       NULL },
     { "full-res", 0, 0, G_OPTION_ARG_NONE, &full_res,
       "Inpaint only the masked area at the full --width x --height, then paste it back "
-      "(A1111 'inpaint_full_res')", NULL },
+      "(A1111 'inpaint_full_res')",
+      NULL },
     { "full-res-padding", 0, 0, G_OPTION_ARG_INT, &padding,
       "Context around the masked area with --full-res, px (default 32)", "PX" },
     { NULL },
@@ -264,17 +271,17 @@ run_generate (int argc, char **argv, SdMode mode)
   };
   g_autoptr (GOptionContext) ctx = g_option_context_new (summary[mode]);
   g_option_context_set_description (
-    ctx,
-    "Output: PNG with the settings in a 'parameters' text chunk (AUTOMATIC1111 format). A batch\n"
-    "of N > 1 writes FILE-1.png ... FILE-N.png (the index before the extension, zero-padded to\n"
-    "the width of N). Files are written only when the job has finished, each atomically.\n"
-    "\n"
-    "Models by name are looked up in $XDG_DATA_HOME/impasto/models and the folders of\n"
-    "$IMPASTO_MODEL_PATH (colon-separated).\n"
-    "\n"
-    "Exit status: 0 done; 1 the job failed (device error, out of memory); 2 bad option or\n"
-    "parameter; 3 an input file (model, image, mask) is missing, unreadable, corrupt, of the\n"
-    "wrong kind or size; 130 interrupted (Ctrl-C, SIGTERM): nothing is written.");
+      ctx,
+      "Output: PNG with the settings in a 'parameters' text chunk (AUTOMATIC1111 format). A batch\n"
+      "of N > 1 writes FILE-1.png ... FILE-N.png (the index before the extension, zero-padded to\n"
+      "the width of N). Files are written only when the job has finished, each atomically.\n"
+      "\n"
+      "Models by name are looked up in $XDG_DATA_HOME/impasto/models and the folders of\n"
+      "$IMPASTO_MODEL_PATH (colon-separated).\n"
+      "\n"
+      "Exit status: 0 done; 1 the job failed (device error, out of memory); 2 bad option or\n"
+      "parameter; 3 an input file (model, image, mask) is missing, unreadable, corrupt, of the\n"
+      "wrong kind or size; 130 interrupted (Ctrl-C, SIGTERM): nothing is written.");
   g_option_context_add_main_entries (ctx, common, NULL);
   if (mode != SD_MODE_TXT2IMG)
     g_option_context_add_main_entries (ctx, image_entries, NULL);
@@ -287,14 +294,22 @@ run_generate (int argc, char **argv, SdMode mode)
     FAIL (IMP_EXIT_USAGE, "unexpected argument '%s' (quote the prompt and give it with --prompt)",
           rest[0]);
 
-  /* ---- parameters that need no file ---- */
+  /* ---- parameters that need no file ------------------------------------------------ */
   g_auto (ImpJobParams) params = { 0 };
   imp_job_params_init (&params);
   params.mode = mode;
   params.prompt = g_strdup (prompt ? prompt : "");
   params.negative = negative && *negative ? g_strdup (negative) : NULL;
-  params.steps = steps;
-  params.cfg_scale = cfg;
+  if (steps != G_MININT)
+    params.steps = steps;
+  else
+    params.unset |= IMP_UNSET_STEPS;
+  if (cfg != -HUGE_VAL)
+    params.cfg_scale = cfg;
+  else
+    params.unset |= IMP_UNSET_CFG;
+  if (!sampler)
+    params.unset |= IMP_UNSET_SAMPLER;
   params.batch = batch;
   params.clip_skip = clip_skip;
   params.strength = strength;
@@ -305,7 +320,8 @@ run_generate (int argc, char **argv, SdMode mode)
   params.full_res = full_res;
   params.full_res_padding = padding;
   if (width < 0 || height < 0 || (width && width % 8) || (height && height % 8))
-    FAIL (IMP_EXIT_USAGE, "--width and --height must be positive multiples of 8 (got %dx%d)", width, height);
+    FAIL (IMP_EXIT_USAGE, "--width and --height must be positive multiples of 8 (got %dx%d)", width,
+          height);
   if (sampler && !sd_sampler_from_name (sampler, &params.sampler, &error))
     FAIL (IMP_EXIT_USAGE, "%s", error->message);
   gboolean have_seed = FALSE;
@@ -313,8 +329,10 @@ run_generate (int argc, char **argv, SdMode mode)
     {
       guint64 v;
       if (!g_ascii_string_to_unsigned (seed_str, 10, 0, G_MAXUINT64, &v, NULL))
-        FAIL (IMP_EXIT_USAGE, "--seed must be a whole number from 0 to %" G_GUINT64_FORMAT
-                   " or -1 for random (got '%s')", G_MAXUINT64, seed_str);
+        FAIL (IMP_EXIT_USAGE,
+              "--seed must be a whole number from 0 to %" G_GUINT64_FORMAT
+              " or -1 for random (got '%s')",
+              G_MAXUINT64, seed_str);
       params.seed = v;
       have_seed = TRUE;
     }
@@ -337,8 +355,9 @@ run_generate (int argc, char **argv, SdMode mode)
   if (!have_seed)
     params.seed = g_random_int ();
 
-  g_autofree char *out_path = output ? g_strdup (output)
-                                     : g_strdup_printf ("impasto-%" G_GUINT64_FORMAT ".png", params.seed);
+  g_autofree char *out_path
+      = output ? g_strdup (output)
+               : g_strdup_printf ("impasto-%" G_GUINT64_FORMAT ".png", params.seed);
   {
     g_autofree char *dir = g_path_get_dirname (out_path);
     if (!g_file_test (dir, G_FILE_TEST_IS_DIR))
@@ -347,7 +366,7 @@ run_generate (int argc, char **argv, SdMode mode)
       FAIL (IMP_EXIT_USAGE, "--output %s is a folder; give a file name", out_path);
   }
 
-  /* ---- input files ---- */
+  /* ---- input files ----------------------------------------------------------------- */
   if (init_path)
     {
       params.init = load_png ("init image", init_path, 3, &error);
@@ -360,18 +379,14 @@ run_generate (int argc, char **argv, SdMode mode)
       if (!m)
         FAIL (IMP_EXIT_INPUT, "%s", error->message);
       if (m->width != params.init->width || m->height != params.init->height)
-        FAIL (IMP_EXIT_INPUT, "the mask is %dx%d but the init image is %dx%d: they must "
-                   "be the same size", m->width, m->height, params.init->width,
-                   params.init->height);
+        FAIL (IMP_EXIT_INPUT,
+              "the mask is %dx%d but the init image is %dx%d: they must "
+              "be the same size",
+              m->width, m->height, params.init->width, params.init->height);
       params.mask = imp_mask_from_image (m);
     }
 
-  /* ---- the model ---- */
-  g_autofree char *model_path = imp_model_resolve (model, &error);
-  if (!model_path)
-    FAIL (IMP_EXIT_INPUT, "%s", error->message);
-
-  /* ---- size ---- */
+  /* ---- size, then everything checked before the model is touched ------------------- */
   if (params.init && !(full_res && params.mask))
     {
       if (!width && !height)
@@ -379,9 +394,10 @@ run_generate (int argc, char **argv, SdMode mode)
           if (imp_round_size (params.init->width, params.init->height, 8, &params.width,
                               &params.height))
             {
-              fprintf (stderr, "impasto %s: note: the init image is %dx%d; using %dx%d (multiples "
-                       "of 8), the image resized to it\n", cmd, params.init->width,
-                       params.init->height, params.width, params.height);
+              fprintf (stderr,
+                       "impasto %s: note: the init image is %dx%d; using %dx%d (multiples "
+                       "of 8), the image resized to it\n",
+                       cmd, params.init->width, params.init->height, params.width, params.height);
               params.resize_init = TRUE;
             }
         }
@@ -393,25 +409,28 @@ run_generate (int argc, char **argv, SdMode mode)
     }
   else if (!width || !height)
     {
-      /* the model's native size; its headers are enough to know it */
-      g_autoptr (SdModel) m = sd_model_open (model_path, NULL, &error);
-      if (!m)
-        FAIL (IMP_EXIT_INPUT, "%s", error->message);
-      int native = sd_model_get_config (m)->native_resolution;
-      if (native <= 0)
-        native = 512;
-      params.width = width ? width : native;
-      params.height = height ? height : native;
+      /* the model's default size (checked with A1111's 512 until then) */
+      params.width = width ? width : 512;
+      params.height = height ? height : 512;
+      if (!width && !height)
+        params.unset |= IMP_UNSET_SIZE;
+      else
+        FAIL (IMP_EXIT_USAGE, "give both --width and --height, or neither");
     }
   else
     {
       params.width = width;
       params.height = height;
     }
+  /* everything given is checked before the model is touched (unset fields
+   * hold placeholders until imp_job_run fills in the model's defaults) */
   if (!imp_job_params_validate (&params, NULL, &error))
     FAIL (IMP_EXIT_USAGE, "%s", error->message);
+  g_autofree char *model_path = imp_model_resolve (model, &error);
+  if (!model_path)
+    FAIL (IMP_EXIT_INPUT, "%s", error->message);
 
-  /* ---- run ---- */
+  /* ---- run ------------------------------------------------------------------------- */
   printf ("seed: %" G_GUINT64_FORMAT "\n", params.seed);
   fflush (stdout);
   install_signal_handlers ();
@@ -420,12 +439,13 @@ run_generate (int argc, char **argv, SdMode mode)
   g_autoptr (IvkContext) vk = ivk_context_new (&copts, &error);
   if (!vk)
     FAIL (IMP_EXIT_FAILURE, "%s", error->message);
+  imp_pin_loaded_libraries ();
   SdPipelineOptions popts = { .no_fp16 = no_fp16 };
   g_autoptr (SdPipeline) pipeline = sd_pipeline_new (vk, model_path, &popts, &error);
   if (!pipeline)
     FAIL (exit_code_for (error), "%s", error->message);
   gint64 t1 = g_get_monotonic_time ();
-  Progress pr = { .tty = isatty (STDERR_FILENO), .quiet = quiet, .last_percent = -1 };
+  Progress pr = { .tty = isatty (STDERR_FILENO), .quiet = quiet };
   g_auto (ImpJobResult) result = { 0 };
   gboolean ok = !interrupted
                 && imp_job_run (pipeline, model_path, &params, on_progress, &pr, &result, &error);
@@ -436,6 +456,10 @@ run_generate (int argc, char **argv, SdMode mode)
     FAIL (IMP_EXIT_CANCELLED, "interrupted; nothing written");
   if (!ok)
     FAIL (exit_code_for (error), "%s", error->message);
+  if (result.defaults && !quiet)
+    fprintf (stderr, "impasto %s: note: model defaults: %s (%dx%d, %d steps, CFG %g, %s)\n", cmd,
+             result.defaults, params.width, params.height, params.steps, params.cfg_scale,
+             sd_sampler_name (params.sampler));
   if (result.notes && !quiet)
     fprintf (stderr, "impasto %s: note: %s\n", cmd, result.notes);
 

@@ -1,8 +1,14 @@
 /* job.c: parameters -> SdJob -> composited images -> PNG bytes (see job.h). */
+#define _GNU_SOURCE /* dl_iterate_phdr (sanitizer builds) */
 #include "config.h"
 
 #include <math.h>
 #include <string.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <dlfcn.h>
+#include <link.h>
+#endif
 
 #include "imp-core.h"
 #include "job.h"
@@ -45,8 +51,7 @@ imp_job_limits_init (ImpJobLimits *l)
   l->max_images = 64;
 }
 
-static gboolean
-invalid (GError **error, const char *format, ...) G_GNUC_PRINTF (2, 3);
+static gboolean invalid (GError **error, const char *format, ...) G_GNUC_PRINTF (2, 3);
 
 static gboolean
 invalid (GError **error, const char *format, ...)
@@ -69,8 +74,8 @@ imp_job_params_validate (const ImpJobParams *p, const ImpJobLimits *limits, GErr
       limits = &def;
     }
   if (p->width <= 0 || p->height <= 0 || p->width % 8 || p->height % 8)
-    return invalid (error, "width and height must be positive multiples of 8 (got %dx%d)",
-                    p->width, p->height);
+    return invalid (error, "width and height must be positive multiples of 8 (got %dx%d)", p->width,
+                    p->height);
   if (p->width > limits->max_side || p->height > limits->max_side)
     return invalid (error, "%dx%d is too large: at most %d pixels a side", p->width, p->height,
                     limits->max_side);
@@ -101,11 +106,13 @@ imp_job_params_validate (const ImpJobParams *p, const ImpJobLimits *limits, GErr
     return invalid (error, "strength (denoising strength) must be in (0, 1] (got %g)", p->strength);
   /* diffusers' get_timesteps: int(steps * strength) steps run (in double) */
   if ((int) ((double) p->steps * (double) (float) p->strength) < 1)
-    return invalid (error, "with %d steps a strength of %g runs no step: raise --steps or the "
-                    "strength to at least %g", p->steps, p->strength, 1.0 / p->steps);
+    return invalid (error,
+                    "with %d steps a strength of %g runs no step: raise --steps or the "
+                    "strength to at least %g",
+                    p->steps, p->strength, 1.0 / p->steps);
   if (!p->init)
-    return invalid (error, "%s needs an init image", p->mode == SD_MODE_INPAINT ? "inpainting"
-                                                                                : "img2img");
+    return invalid (error, "%s needs an init image",
+                    p->mode == SD_MODE_INPAINT ? "inpainting" : "img2img");
   if (p->init->channels != 3)
     return invalid (error, "the init image must be RGB");
   if (p->mode == SD_MODE_INPAINT && !p->mask)
@@ -117,7 +124,8 @@ imp_job_params_validate (const ImpJobParams *p, const ImpJobLimits *limits, GErr
                     p->full_res_padding);
   gboolean cropped = p->full_res && p->mask;
   if (!cropped && !p->resize_init && (p->init->width != p->width || p->init->height != p->height))
-    return invalid (error, "the init image is %dx%d but the requested size is %dx%d: give the "
+    return invalid (error,
+                    "the init image is %dx%d but the requested size is %dx%d: give the "
                     "image's size (or none to use it) or resize the image first",
                     p->init->width, p->init->height, p->width, p->height);
   return TRUE;
@@ -210,7 +218,7 @@ imp_job_infotext (const ImpJobParams *p, const char *model_name, guint64 seed)
   return sd_format_parameters (&g);
 }
 
-/* ---- inpaint geometry ------------------------------------------------------------- */
+/* ---- inpaint geometry -------------------------------------------------------------- */
 
 /* The bounding box of mask > 0, or an empty rectangle. */
 static ImpRect
@@ -284,9 +292,10 @@ full_res_crop (const float *mask, int w, int h, int padding, int tw, int th)
 static float *
 crop_mask (const float *mask, int w, ImpRect r)
 {
-  float *out = g_new (float, (gsize) r.width * r.height);
+  float *out = g_new (float, (gsize) r.width *r.height);
   for (int y = 0; y < r.height; y++)
-    memcpy (out + (gsize) y * r.width, mask + (gsize) (r.y + y) * w + r.x, sizeof (float) * r.width);
+    memcpy (out + (gsize) y * r.width, mask + (gsize) (r.y + y) * w + r.x,
+            sizeof (float) * r.width);
   return out;
 }
 
@@ -294,7 +303,7 @@ crop_mask (const float *mask, int w, ImpRect r)
 static float *
 resize_mask (const float *mask, int w, int h, int dw, int dh, GError **error)
 {
-  float *out = g_new (float, (gsize) dw * dh);
+  float *out = g_new (float, (gsize) dw *dh);
   if (!sd_resample_f32 (mask, w, h, 1, out, dw, dh, SD_RESAMPLE_BILINEAR, error))
     {
       g_free (out);
@@ -319,7 +328,7 @@ pixels_copy (const SdImage *img)
   return c;
 }
 
-/* ---- running ------------------------------------------------------------------------ */
+/* ---- running ----------------------------------------------------------------------- */
 
 typedef struct
 {
@@ -347,23 +356,51 @@ relay_progress (gpointer data, int step, int total, const float *latents, gsize 
   return r->fn ? r->fn (r->data, &p) : TRUE;
 }
 
+const char *
+imp_job_apply_defaults (SdPipeline *pipeline, ImpJobParams *params)
+{
+  SdModelDefaults d;
+  sd_pipeline_get_defaults (pipeline, &d);
+  params->spacing = d.spacing;
+  if (!params->unset)
+    return NULL;
+  if (params->unset & IMP_UNSET_SIZE)
+    {
+      params->width = d.width;
+      params->height = d.height;
+    }
+  if (params->unset & IMP_UNSET_STEPS)
+    params->steps = d.steps;
+  if (params->unset & IMP_UNSET_CFG)
+    params->cfg_scale = d.cfg_scale;
+  if (params->unset & IMP_UNSET_SAMPLER)
+    params->sampler = d.sampler;
+  params->unset = 0;
+  return d.why;
+}
+
 gboolean
-imp_job_run (SdPipeline *pipeline, const char *model_path, const ImpJobParams *params,
+imp_job_run (SdPipeline *pipeline, const char *model_path, ImpJobParams *params,
              ImpJobProgressFn progress, gpointer progress_data, ImpJobResult *result,
              GError **error)
 {
   memset (result, 0, sizeof *result);
+  const char *defaults = imp_job_apply_defaults (pipeline, params);
   if (!imp_job_params_validate (params, NULL, error))
-    return FALSE;
+    {
+      if (defaults)
+        g_prefix_error (error, "with this model's defaults (%s): ", defaults);
+      return FALSE;
+    }
   const int W = params->width, H = params->height;
   g_autofree char *model_name = imp_model_display_name (model_path);
 
   /* what the model sees: work_image (W x H) and work_mask, plus how the
    * result goes back (crop in the init image, soft mask) */
   g_autoptr (SdImage) work_image = NULL;
-  g_autofree float *work_mask = NULL;  /* [H][W] blurred, for the model and the blend */
-  g_autoptr (SdImage) base = NULL;     /* the image results are composited into */
-  g_autofree float *base_mask = NULL;  /* blurred mask over `crop` of base */
+  g_autofree float *work_mask = NULL; /* [H][W] blurred, for the model and the blend */
+  g_autoptr (SdImage) base = NULL;    /* the image results are composited into */
+  g_autofree float *base_mask = NULL; /* blurred mask over `crop` of base */
   ImpRect crop = { 0, 0, W, H };
   gboolean cropped = FALSE;
   if (params->mode != SD_MODE_TXT2IMG)
@@ -386,7 +423,8 @@ imp_job_run (SdPipeline *pipeline, const char *model_path, const ImpJobParams *p
         {
           cropped = TRUE;
           crop = full_res_crop (mask, iw, ih, params->full_res_padding, W, H);
-          g_autoptr (SdImage) part = sd_image_crop (init, crop.x, crop.y, crop.width, crop.height, error);
+          g_autoptr (SdImage) part
+              = sd_image_crop (init, crop.x, crop.y, crop.width, crop.height, error);
           if (!part)
             return FALSE;
           work_image = sd_image_resample (part, W, H, SD_RESAMPLE_LANCZOS3, error);
@@ -424,6 +462,7 @@ imp_job_run (SdPipeline *pipeline, const char *model_path, const ImpJobParams *p
   result->width = cropped ? params->init->width : W;
   result->height = cropped ? params->init->height : H;
   result->model_name = g_strdup (model_name);
+  result->defaults = defaults;
 
   for (int it = 0; it < params->n_iter; it++)
     {
@@ -439,6 +478,7 @@ imp_job_run (SdPipeline *pipeline, const char *model_path, const ImpJobParams *p
       job.cfg_scale = (float) params->cfg_scale;
       job.sampler = params->sampler;
       job.schedule.karras = params->karras && params->sampler != SD_SAMPLER_DPMPP_2M_KARRAS;
+      job.schedule.spacing = params->spacing;
       job.seed = params->seed + (guint64) it * params->batch;
       job.batch = params->batch;
       job.clip_skip = params->clip_skip;
@@ -472,8 +512,8 @@ imp_job_run (SdPipeline *pipeline, const char *model_path, const ImpJobParams *p
             {
               /* back to the crop's size, then through the blurred mask into
                * the whole image */
-              g_autoptr (SdImage) back = sd_image_resample (gen, crop.width, crop.height,
-                                                            SD_RESAMPLE_LANCZOS3, error);
+              g_autoptr (SdImage) back
+                  = sd_image_resample (gen, crop.width, crop.height, SD_RESAMPLE_LANCZOS3, error);
               if (!back)
                 {
                   sd_result_clear (&res);
@@ -506,4 +546,22 @@ imp_job_run (SdPipeline *pipeline, const char *model_path, const ImpJobParams *p
       sd_result_clear (&res);
     }
   return TRUE;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+static int
+pin_one (struct dl_phdr_info *info, size_t size, void *data)
+{
+  if (info->dlpi_name && info->dlpi_name[0] == '/')
+    dlopen (info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
+  return 0;
+}
+#endif
+
+void
+imp_pin_loaded_libraries (void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+  dl_iterate_phdr (pin_one, NULL);
+#endif
 }

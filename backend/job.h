@@ -31,23 +31,23 @@ G_BEGIN_DECLS
 
 typedef struct
 {
-  SdMode mode;          /* TXT2IMG, IMG2IMG, or INPAINT (mask required) */
-  char *prompt;         /* owned; NULL = "" */
-  char *negative;       /* owned; NULL = none */
-  int width, height;    /* processing size, multiples of 8 */
+  SdMode mode;       /* TXT2IMG, IMG2IMG, or INPAINT (mask required) */
+  char *prompt;      /* owned; NULL = "" */
+  char *negative;    /* owned; NULL = none */
+  int width, height; /* processing size, multiples of 8 */
   int steps;
   double cfg_scale;
   SdSamplerKind sampler;
-  gboolean karras;      /* Karras sigmas (A1111 "Schedule type: Karras") */
-  guint64 seed;         /* image k of the job gets seed + k */
-  int batch;            /* images per pipeline run */
-  int n_iter;           /* pipeline runs (A1111 n_iter) */
-  int clip_skip;        /* 0/1 = the model's default */
-  double strength;      /* img2img / inpaint: (0, 1] */
-  gboolean no_fp16;     /* recorded only; the pipeline decides at load */
-  SdImage *init;        /* owned, RGB; img2img / inpaint */
-  float *mask;          /* owned, [init->height][init->width] in [0, 1], 1 = repaint */
-  int mask_blur;        /* px (gaussian sigma), >= 0 */
+  gboolean karras;  /* Karras sigmas (A1111 "Schedule type: Karras") */
+  guint64 seed;     /* image k of the job gets seed + k */
+  int batch;        /* images per pipeline run */
+  int n_iter;       /* pipeline runs (A1111 n_iter) */
+  int clip_skip;    /* 0/1 = the model's default */
+  double strength;  /* img2img / inpaint: (0, 1] */
+  gboolean no_fp16; /* recorded only; the pipeline decides at load */
+  SdImage *init;    /* owned, RGB; img2img / inpaint */
+  float *mask;      /* owned, [init->height][init->width] in [0, 1], 1 = repaint */
+  int mask_blur;    /* px (gaussian sigma), >= 0 */
   gboolean mask_invert;
   gboolean full_res;    /* A1111 inpaint_full_res ("only masked") */
   int full_res_padding; /* px */
@@ -55,7 +55,20 @@ typedef struct
    * (and the mask) with Lanczos-3 (A1111 "just resize", the server); FALSE =
    * a validation error (the CLI). */
   gboolean resize_init;
+  /* What the user left to the model (IMP_UNSET_*): filled by imp_job_run from
+   * sd_pipeline_get_defaults (a Turbo model gets 4 steps without guidance, an
+   * SDXL one 1024 px, ...); until then the fields hold A1111's defaults. */
+  guint unset;
+  SdTimestepSpacing spacing; /* the model's (Turbo: trailing); SD_SPACING_CONFIG by default */
 } ImpJobParams;
+
+enum
+{
+  IMP_UNSET_SIZE = 1 << 0,
+  IMP_UNSET_STEPS = 1 << 1,
+  IMP_UNSET_CFG = 1 << 2,
+  IMP_UNSET_SAMPLER = 1 << 3,
+};
 
 /* Defaults: txt2img, 512x512, 20 steps, CFG 7, Euler a, seed 0, batch 1,
  * n_iter 1, strength 0.75, mask_blur 4, padding 32 (A1111's defaults). */
@@ -68,8 +81,8 @@ typedef struct
   int max_side;       /* width and height <= this */
   guint64 max_pixels; /* width * height <= this */
   int max_steps;
-  int max_batch;      /* batch <= this */
-  int max_images;     /* batch * n_iter <= this */
+  int max_batch;  /* batch <= this */
+  int max_images; /* batch * n_iter <= this */
 } ImpJobLimits;
 
 /* The engine's own limits (sd-pipeline.c check_job): 4096 px a side,
@@ -97,17 +110,22 @@ gboolean imp_round_size (int width, int height, int multiple, int *out_w, int *o
 
 typedef struct
 {
-  int iteration;   /* 0-based pipeline run */
+  int iteration; /* 0-based pipeline run */
   int n_iter;
-  int step;        /* steps done in this run (1..total) */
-  int total;       /* steps this run does (img2img: fewer than params.steps) */
-  double fraction; /* of the whole job, 0..1 */
+  int step;             /* steps done in this run (1..total) */
+  int total;            /* steps this run does (img2img: fewer than params.steps) */
+  double fraction;      /* of the whole job, 0..1 */
   const float *latents; /* [batch, 4, height / 8, width / 8], borrowed */
 } ImpJobProgress;
 
 /* Return FALSE to cancel (the job then fails with SD_ERROR_CANCELLED). Called
  * on the thread running the job. */
 typedef gboolean (*ImpJobProgressFn) (gpointer data, const ImpJobProgress *progress);
+
+/* Fill what params->unset marks from the model's defaults, and take its
+ * timestep spacing. Returns what the defaults are for (a static string) when
+ * any unset field was filled, else NULL. */
+const char *imp_job_apply_defaults (SdPipeline *pipeline, ImpJobParams *params);
 
 typedef struct
 {
@@ -117,20 +135,31 @@ typedef struct
   int width, height;    /* of the returned images */
   char *model_name;
   char *notes;          /* the pipeline's notes, or NULL */
+  const char *defaults; /* imp_job_apply_defaults' description, or NULL */
 } ImpJobResult;
 
 void imp_job_result_clear (ImpJobResult *r);
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (ImpJobResult, imp_job_result_clear)
 
-/* Run a validated job on `pipeline` (see the file comment). The parameters
- * text carries the model name from imp_model_display_name (model_path).
- * Errors: the pipeline's (SD_ERROR_CANCELLED when progress returned FALSE;
+/* Run a job on `pipeline` (see the file comment): the model's defaults are
+ * applied to the unset fields (so `params` then holds what ran), the result
+ * validated, run, composited and encoded. The parameters text carries the
+ * model name from imp_model_display_name (model_path). Errors:
+ * SD_ERROR_INVALID_ARG for parameters the model's defaults made invalid, and
+ * the pipeline's (SD_ERROR_CANCELLED when progress returned FALSE;
  * IVK_ERROR_OUT_OF_MEMORY / SD_ERROR_OUT_OF_MEMORY when memory ran out). */
-gboolean imp_job_run (SdPipeline *pipeline, const char *model_path, const ImpJobParams *params,
+gboolean imp_job_run (SdPipeline *pipeline, const char *model_path, ImpJobParams *params,
                       ImpJobProgressFn progress, gpointer progress_data, ImpJobResult *result,
                       GError **error);
 
 /* The A1111 parameters of image k of a job (also what imp_job_run writes). */
 char *imp_job_infotext (const ImpJobParams *p, const char *model_name, guint64 seed);
+
+/* Under AddressSanitizer only (a no-op otherwise): keep every library loaded
+ * so far mapped until exit. Call after creating the Vulkan context: the loader
+ * dlclose()s the driver with the last instance, and the driver's one-time
+ * allocations then look leaked from an unnamed module no suppression can
+ * match (tests/lsan.supp; tests/test-ops.c does the same). */
+void imp_pin_loaded_libraries (void);
 
 G_END_DECLS

@@ -10,8 +10,13 @@
  * defined in backend/cmd-<name>.c. */
 #define IMP_COMMAND_LIST(X) \
   X (version, "version", "print the version") \
+  X (generate, "generate", "paint an image from a prompt (text to image)") \
+  X (img2img, "img2img", "repaint an image guided by a prompt") \
+  X (inpaint, "inpaint", "repaint the masked part of an image") \
+  X (serve, "serve", "keep models loaded and serve the SD HTTP API (A1111 /sdapi/v1)") \
   X (info, "info", "describe a model file: architecture, sizes, memory") \
-  X (check_golden, "check-golden", "run golden reference cases from a manifest")
+  X (check_golden, "check-golden", "run golden reference cases from a manifest") \
+  X (bench, "bench", "measure speed and memory")
 
 #define IMP_DECLARE(fn, name, summary) int cmd_##fn (int argc, char **argv);
 IMP_COMMAND_LIST (IMP_DECLARE)

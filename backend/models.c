@@ -6,7 +6,7 @@
 #include "models.h"
 #include "sd-error.h"
 
-#define DEFAULT_MODEL_DIR  "impasto-emoji"
+#define DEFAULT_MODEL_DIR "impasto-emoji"
 #define DEFAULT_MODEL_FILE "impasto-emoji.fp16.safetensors"
 
 char **
@@ -94,7 +94,8 @@ lookup_in_dir (const char *dir, const char *name)
     {
       if (!found
           && (g_file_test (candidates[i], G_FILE_TEST_IS_REGULAR)
-              || (g_file_test (candidates[i], G_FILE_TEST_IS_DIR) && is_diffusers_dir (candidates[i]))))
+              || (g_file_test (candidates[i], G_FILE_TEST_IS_DIR)
+                  && is_diffusers_dir (candidates[i]))))
         found = canonical (candidates[i]);
       g_free (candidates[i]);
     }
@@ -129,7 +130,8 @@ imp_model_resolve (const char *spec, GError **error)
     {
       g_autofree char *def_name = imp_model_display_name (def);
       g_autofree char *def_base = g_path_get_basename (def);
-      if (strcmp (s, def_name) == 0 || strcmp (s, def_base) == 0 || strcmp (s, DEFAULT_MODEL_DIR) == 0)
+      if (strcmp (s, def_name) == 0 || strcmp (s, def_base) == 0
+          || strcmp (s, DEFAULT_MODEL_DIR) == 0)
         return g_steal_pointer (&def);
     }
   g_autofree char *joined = g_strjoinv (", ", dirs);

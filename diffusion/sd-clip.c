@@ -98,6 +98,12 @@ sd_clip_get_config (SdClip *clip)
   return &clip->cfg;
 }
 
+guint64
+sd_clip_get_weight_bytes (SdClip *clip)
+{
+  return sd_weights_get_bytes (clip->w);
+}
+
 /* The token table as a device tensor: in the compute dtype when it fits one
  * storage-buffer binding, else in f16 (bigG's 49408 x 1280 f32 table is
  * 253 MB, over the 128 MiB some devices allow per binding). */

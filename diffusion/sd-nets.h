@@ -31,6 +31,7 @@ SdClip *sd_clip_new (IvkContext *ctx, SdModel *model, int index, gboolean fp16, 
 void sd_clip_free (SdClip *clip);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SdClip, sd_clip_free)
 const SdTextEncoderConfig *sd_clip_get_config (SdClip *clip);
+guint64 sd_clip_get_weight_bytes (SdClip *clip);
 
 typedef struct
 {
@@ -93,6 +94,7 @@ SdVae *sd_vae_new (IvkContext *ctx, SdModel *model, gboolean fp16, GError **erro
 void sd_vae_free (SdVae *vae);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SdVae, sd_vae_free)
 const SdVaeConfig *sd_vae_get_config (SdVae *vae);
+guint64 sd_vae_get_weight_bytes (SdVae *vae);
 
 /* image[B, 3, 8H, 8W] (raw decoder output, nominally [-1, 1]) from scaled
  * latents[B, 4, H, W] (divided by the scaling factor here). Tiles

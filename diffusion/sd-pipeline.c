@@ -72,10 +72,38 @@ sd_pipeline_new (IvkContext *ctx, const char *model_path, const SdPipelineOption
   p->tokenizer_dir = g_strdup (options->tokenizer_dir);
   p->opts.tokenizer_dir = NULL;
   p->fp16 = !options->no_fp16;
-  g_autofree char *base = g_path_get_basename (model_path);
-  char *dot = strrchr (base, '.');
-  if (dot && dot != base)
-    *dot = '\0';
+  /* Memory: when all weights together would take more than 3/4 of the
+   * device's memory, the text encoders are released after each encoding so
+   * the UNet and the VAE have the room (SDXL on an 8 GB GPU: 1.6 GB of text
+   * encoders against 5.1 GB of UNet, fp16). */
+  if (!p->opts.low_memory)
+    {
+      const IvkDeviceInfo *info = ivk_context_get_info (ctx);
+      gsize es = p->fp16 && info->use_fp16 ? 2 : 4;
+      gint64 all = sd_model_weight_bytes (model, "unet", es) + sd_model_weight_bytes (model, "vae", es)
+                   + sd_model_weight_bytes (model, "text_encoder", es)
+                   + sd_model_weight_bytes (model, "text_encoder_2", es);
+      if (!info->is_cpu && (guint64) all > info->device_local_bytes / 4 * 3)
+        p->opts.low_memory = TRUE;
+    }
+  /* the display name: the file name without extension, or the folder's name
+   * (its parent's for a folder called just "diffusers") */
+  g_autofree char *trimmed = g_strdup (model_path);
+  while (strlen (trimmed) > 1 && g_str_has_suffix (trimmed, G_DIR_SEPARATOR_S))
+    trimmed[strlen (trimmed) - 1] = '\0';
+  g_autofree char *base = g_path_get_basename (trimmed);
+  if (g_file_test (trimmed, G_FILE_TEST_IS_DIR) && g_ascii_strcasecmp (base, "diffusers") == 0)
+    {
+      g_autofree char *parent = g_path_get_dirname (trimmed);
+      g_free (base);
+      base = g_path_get_basename (parent);
+    }
+  else
+    {
+      char *dot = strrchr (base, '.');
+      if (dot && dot != base && !g_file_test (trimmed, G_FILE_TEST_IS_DIR))
+        *dot = '\0';
+    }
   p->name = g_strdup (base);
   return p;
 }
@@ -151,7 +179,15 @@ sd_pipeline_get_context (SdPipeline *p)
 guint64
 sd_pipeline_get_weight_bytes (SdPipeline *p)
 {
-  return ivk_context_get_allocated (p->ctx);
+  guint64 b = 0;
+  if (p->unet)
+    b += sd_unet_get_weight_bytes (p->unet);
+  if (p->vae)
+    b += sd_vae_get_weight_bytes (p->vae);
+  for (int i = 0; i < 2; i++)
+    if (p->clip[i])
+      b += sd_clip_get_weight_bytes (p->clip[i]);
+  return b;
 }
 
 /* Few-step distilled models cannot be told from their weights (SDXL-Turbo has
@@ -423,6 +459,7 @@ typedef struct
   float *masked_latents; /* [B, 4, h, w] (9-channel) */
   float *image_latents;  /* [B, 4, h, w] */
   float *noise;          /* [B, 4, h, w] initial noise (4-channel blending) */
+  int t_start;           /* first schedule index run */
   SdNoise **gens;        /* per image, when no noise_fn */
   SdSchedule *schedule;
 } Loop;
@@ -521,8 +558,9 @@ step_hook (gpointer data, int index, float *x, const float *denoised, gsize n)
     trace (L, "step_denoised", index, denoised, n);
   if (L->job->progress)
     {
-      int total = sd_schedule_get_n_steps (L->schedule);
-      return L->job->progress (L->job->progress_data, index + 1, total, x, n);
+      /* steps actually run: img2img starts at t_start */
+      int total = sd_schedule_get_n_steps (L->schedule) - L->t_start;
+      return L->job->progress (L->job->progress_data, index + 1 - L->t_start, total, x, n);
     }
   return TRUE;
 }
@@ -773,6 +811,7 @@ sd_pipeline_run (SdPipeline *p, const SdJob *job, SdResult *result, GError **err
   gboolean partial = job->mode == SD_MODE_IMG2IMG || (job->mode == SD_MODE_INPAINT && job->strength < 1.0f);
   if (partial && !sd_schedule_img2img_start (L.schedule, job->strength, &t_start, error))
     goto out;
+  L.t_start = t_start;
   if (!job->noise_fn)
     {
       L.gens = g_new0 (SdNoise *, B);

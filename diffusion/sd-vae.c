@@ -72,6 +72,12 @@ sd_vae_get_config (SdVae *v)
   return &v->cfg;
 }
 
+guint64
+sd_vae_get_weight_bytes (SdVae *v)
+{
+  return sd_weights_get_bytes (v->w);
+}
+
 void
 sd_vae_set_tiling (SdVae *v, int tile, int overlap)
 {

@@ -3,6 +3,7 @@
 # Idempotent: does nothing (and needs no root) when everything is present.
 #   tools/install-deps.sh            build + test + demo packages
 #   tools/install-deps.sh --train    also what tools/train-demo-model needs
+#   tools/install-deps.sh --gimp3    also what tools/gimp3-chroot-test.sh needs
 set -eu
 
 PKGS="meson ninja-build pkg-config gcc libc6-dev make
@@ -18,6 +19,10 @@ if [ "${1:-}" = "--train" ]; then
   # libopenblas0-pthread: Debian's torch calls the system libblas.so.3; the
   # default reference BLAS makes its matmuls ~10x slower than OpenBLAS.
   PKGS="$PKGS python3-torch python3-numpy fonts-noto-color-emoji unicode-data unicode-cldr-core libopenblas0-pthread"
+fi
+# tools/gimp3-chroot-test.sh (GIMP 3 in a Debian 13 chroot) needs debootstrap.
+if [ "${1:-}" = "--gimp3" ]; then
+  PKGS="$PKGS debootstrap"
 fi
 
 missing=""

@@ -25,7 +25,8 @@ ivk_buffer_new (IvkContext *ctx, guint64 size, IvkMemoryKind kind, GError **erro
     .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
     .size = size,
     .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT
-             | VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+             | VK_BUFFER_USAGE_TRANSFER_DST_BIT
+             | (ctx->info.texel_buffers ? VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT : 0),
     .sharingMode = VK_SHARING_MODE_EXCLUSIVE,
   };
   VkBuffer buffer;
@@ -387,7 +388,8 @@ ivk_weight_store_free (IvkWeightStore *ws)
 {
   if (!ws)
     return;
-  g_ptr_array_foreach (ws->tensors, (GFunc) tensor_free, NULL);
+  for (guint i = 0; i < ws->tensors->len; i++)
+    tensor_free (g_ptr_array_index (ws->tensors, i));
   g_ptr_array_free (ws->tensors, TRUE);
   g_ptr_array_free (ws->chunks, TRUE);
   ivk_context_unref (ws->ctx);

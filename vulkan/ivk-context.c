@@ -291,6 +291,19 @@ query_device_info (VkPhysicalDevice phys, guint index, IvkDeviceInfo *info)
   info->max_buffer_size = info->max_allocation_size; /* maintenance4 not assumed */
   info->storage_offset_alignment = MAX (lim->minStorageBufferOffsetAlignment, 4);
   info->timestamp_period_ns = lim->timestampPeriod;
+  info->max_texel_elements = lim->maxTexelBufferElements;
+  info->texel_offset_alignment = MAX (lim->minTexelBufferOffsetAlignment, 16);
+  info->texel_buffers = TRUE;
+  static const VkFormat texel_formats[] = { VK_FORMAT_R32_SFLOAT, VK_FORMAT_R16_SFLOAT,
+                                            VK_FORMAT_R32G32B32A32_SFLOAT,
+                                            VK_FORMAT_R16G16B16A16_SFLOAT };
+  for (guint i = 0; i < G_N_ELEMENTS (texel_formats); i++)
+    {
+      VkFormatProperties fp;
+      vkGetPhysicalDeviceFormatProperties (phys, texel_formats[i], &fp);
+      if (!(fp.bufferFeatures & VK_FORMAT_FEATURE_UNIFORM_TEXEL_BUFFER_BIT))
+        info->texel_buffers = FALSE;
+    }
 
   VkPhysicalDeviceMemoryProperties mem;
   vkGetPhysicalDeviceMemoryProperties (phys, &mem);
@@ -477,6 +490,8 @@ ivk_context_new (const IvkContextOptions *options, GError **error)
   ctx->info = best_info;
   g_mutex_init (&ctx->lock);
   ctx->info.use_fp16 = ctx->info.fp16_storage && !options->no_fp16 && !env_flag ("IMPASTO_NO_FP16");
+  if (env_flag ("IMPASTO_NO_TEXEL"))
+    ctx->info.texel_buffers = FALSE;
   vkGetPhysicalDeviceMemoryProperties (ctx->phys, &ctx->memprops);
 
   if (debug_utils)
@@ -568,6 +583,7 @@ ivk_context_new (const IvkContextOptions *options, GError **error)
     }
 
   ctx->pipelines = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  ctx->layouts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   load_pipeline_cache (ctx);
   return ctx;
 }
@@ -596,6 +612,19 @@ ivk_context_unref (IvkContext *ctx)
           while (g_hash_table_iter_next (&it, NULL, &value))
             vkDestroyPipeline (ctx->device, ((IvkPipeline *) value)->pipeline, NULL);
           g_hash_table_destroy (ctx->pipelines);
+        }
+      if (ctx->layouts)
+        {
+          GHashTableIter it;
+          gpointer value;
+          g_hash_table_iter_init (&it, ctx->layouts);
+          while (g_hash_table_iter_next (&it, NULL, &value))
+            {
+              IvkLayout *l = value;
+              vkDestroyPipelineLayout (ctx->device, l->pipeline_layout, NULL);
+              vkDestroyDescriptorSetLayout (ctx->device, l->set_layout, NULL);
+            }
+          g_hash_table_destroy (ctx->layouts);
         }
       for (int i = 0; i <= IVK_MAX_BINDINGS; i++)
         {
@@ -812,6 +841,79 @@ ivk_context_submit_wait (IvkContext *ctx, VkCommandBuffer cb, GError **error)
 
 /* ---- pipelines ---- */
 
+static gboolean
+all_storage (guint n_bindings, const guint8 *kinds)
+{
+  for (guint i = 0; kinds && i < n_bindings; i++)
+    if (kinds[i] != IVK_BIND_STORAGE)
+      return FALSE;
+  return TRUE;
+}
+
+/* Layouts with texel bindings, cached by their signature ("n:kinds"). */
+static IvkLayout *
+texel_layout (IvkContext *ctx, guint n_bindings, const guint8 *kinds)
+{
+  char key[2 * IVK_MAX_BINDINGS + 4];
+  int len = g_snprintf (key, sizeof key, "%u:", n_bindings);
+  for (guint i = 0; i < n_bindings; i++)
+    key[len++] = (char) ('0' + kinds[i]);
+  key[len] = '\0';
+  g_mutex_lock (&ctx->lock);
+  IvkLayout *l = g_hash_table_lookup (ctx->layouts, key);
+  if (!l)
+    {
+      VkDescriptorSetLayoutBinding b[IVK_MAX_BINDINGS];
+      for (guint i = 0; i < n_bindings; i++)
+        b[i] = (VkDescriptorSetLayoutBinding) {
+          .binding = i,
+          .descriptorType = kinds[i] == IVK_BIND_STORAGE ? VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
+                                                         : VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER,
+          .descriptorCount = 1,
+          .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
+        };
+      VkDescriptorSetLayoutCreateInfo ci = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
+        .bindingCount = n_bindings,
+        .pBindings = b,
+      };
+      l = g_new0 (IvkLayout, 1);
+      vkCreateDescriptorSetLayout (ctx->device, &ci, NULL, &l->set_layout);
+      VkPushConstantRange pc = {
+        .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
+        .offset = 0,
+        .size = IVK_PUSH_MAX,
+      };
+      VkPipelineLayoutCreateInfo pci = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
+        .setLayoutCount = 1,
+        .pSetLayouts = &l->set_layout,
+        .pushConstantRangeCount = 1,
+        .pPushConstantRanges = &pc,
+      };
+      vkCreatePipelineLayout (ctx->device, &pci, NULL, &l->pipeline_layout);
+      g_hash_table_insert (ctx->layouts, g_strdup (key), l);
+    }
+  g_mutex_unlock (&ctx->lock);
+  return l;
+}
+
+VkDescriptorSetLayout
+ivk_context_get_set_layout_kinds (IvkContext *ctx, guint n_bindings, const guint8 *kinds)
+{
+  if (all_storage (n_bindings, kinds))
+    return ivk_context_get_set_layout (ctx, n_bindings);
+  return texel_layout (ctx, n_bindings, kinds)->set_layout;
+}
+
+VkPipelineLayout
+ivk_context_get_pipeline_layout_kinds (IvkContext *ctx, guint n_bindings, const guint8 *kinds)
+{
+  if (all_storage (n_bindings, kinds))
+    return ivk_context_get_pipeline_layout (ctx, n_bindings);
+  return texel_layout (ctx, n_bindings, kinds)->pipeline_layout;
+}
+
 VkDescriptorSetLayout
 ivk_context_get_set_layout (IvkContext *ctx, guint n_bindings)
 {
@@ -861,10 +963,20 @@ IvkPipeline *
 ivk_context_get_pipeline (IvkContext *ctx, IvkShader shader, const guint32 *spec, guint n_spec,
                           guint n_bindings, GError **error)
 {
+  return ivk_context_get_pipeline_kinds (ctx, shader, spec, n_spec, n_bindings, NULL, error);
+}
+
+IvkPipeline *
+ivk_context_get_pipeline_kinds (IvkContext *ctx, IvkShader shader, const guint32 *spec,
+                                guint n_spec, guint n_bindings, const guint8 *kinds, GError **error)
+{
   GString *key = g_string_new (ivk_shader_table[shader].name);
   for (guint i = 0; i < n_spec; i++)
     g_string_append_printf (key, ":%u", spec[i]);
   g_string_append_printf (key, "/%u", n_bindings);
+  if (!all_storage (n_bindings, kinds))
+    for (guint i = 0; i < n_bindings; i++)
+      g_string_append_printf (key, "%c", '0' + kinds[i]);
 
   g_mutex_lock (&ctx->lock);
   IvkPipeline *p = g_hash_table_lookup (ctx->pipelines, key->str);
@@ -907,7 +1019,7 @@ ivk_context_get_pipeline (IvkContext *ctx, IvkShader shader, const guint32 *spec
       .pName = "main",
       .pSpecializationInfo = n_spec ? &si : NULL,
     },
-    .layout = ivk_context_get_pipeline_layout (ctx, n_bindings),
+    .layout = ivk_context_get_pipeline_layout_kinds (ctx, n_bindings, kinds),
   };
   VkPipeline pipeline;
   r = vkCreateComputePipelines (ctx->device, ctx->pipeline_cache, 1, &ci, NULL, &pipeline);

@@ -73,7 +73,13 @@ ivk_graph_free (IvkGraph *g)
   if (g->query_pool)
     vkDestroyQueryPool (dev, g->query_pool, NULL);
   for (guint i = 0; i < g->nodes->len; i++)
-    g_free (g_array_index (g->nodes, IvkNode, i).label);
+    {
+      IvkNode *node = &g_array_index (g->nodes, IvkNode, i);
+      for (guint b = 0; b < IVK_MAX_BINDINGS; b++)
+        if (node->views[b])
+          vkDestroyBufferView (dev, node->views[b], NULL);
+      g_free (node->label);
+    }
   g_array_free (g->nodes, TRUE);
   for (guint i = 0; i < g->tensors->len; i++)
     {
@@ -318,6 +324,16 @@ ivk_graph_add_dispatch (IvkGraph *g, const IvkDispatch *d)
   node.n_spec = d->n_spec;
   node.n_bind = d->n_bind;
   node.write_mask = d->write_mask;
+  memcpy (node.kind, d->kind, sizeof node.kind);
+  for (guint i = 0; i < d->n_bind; i++)
+    if (d->kind[i] != IVK_BIND_STORAGE
+        && (!g->ctx->info.texel_buffers || d->bind[i] == NULL || d->bind[i]->dtype == IVK_I32))
+      {
+        ivk_graph_set_error (g, IVK_ERROR, IVK_ERROR_UNSUPPORTED,
+                             "%s: texel binding %u unsupported here (a kernel selection bug)",
+                             d->op, i);
+        return FALSE;
+      }
   memcpy (node.push, d->push, d->push_size);
   node.push_size = (d->push_size + 3) & ~3u;
   memcpy (node.groups, d->groups, sizeof node.groups);
@@ -493,6 +509,63 @@ binding_of (IvkGraph *g, IvkTensor *t, VkDescriptorBufferInfo *info, guint32 *el
   return TRUE;
 }
 
+/* A uniform texel buffer view of `t` (IVK_BIND_TEXEL / IVK_BIND_TEXEL4). The
+ * view starts at the texel-aligned offset at or below the tensor; the rest
+ * goes to the shader in elements, as for storage bindings. */
+static gboolean
+texel_binding_of (IvkGraph *g, IvkTensor *t, guint8 kind, VkBufferView *view, guint32 *elem_offset,
+                  GError **error)
+{
+  const IvkDeviceInfo *info = &g->ctx->info;
+  guint64 voff;
+  IvkTensor *root = root_of (t, &voff);
+  if (!root->buffer)
+    {
+      g_set_error (error, IVK_ERROR, IVK_ERROR_FAILED, "%s: tensor %s has no storage", g->name,
+                   ivk_tensor_describe (t));
+      return FALSE;
+    }
+  gsize es = ivk_dtype_size (t->dtype);
+  guint64 texel = es * (kind == IVK_BIND_TEXEL4 ? 4 : 1);
+  guint64 align = MAX (info->texel_offset_alignment, texel); /* both powers of two */
+  guint64 off = root->offset + voff;
+  guint64 aligned = off / align * align;
+  if ((off - aligned) % texel != 0)
+    {
+      g_set_error (error, IVK_ERROR, IVK_ERROR_FAILED,
+                   "%s: tensor %s is bound as vec4 texels at an offset that is not a multiple of "
+                   "4 elements", g->name, ivk_tensor_describe (t));
+      return FALSE;
+    }
+  guint64 range = align_up (off - aligned + ivk_tensor_span_bytes (t), texel);
+  range = MIN (range, (ivk_buffer_get_size (root->buffer) - aligned) / texel * texel);
+  if (range / texel > info->max_texel_elements)
+    {
+      g_set_error (error, IVK_ERROR, IVK_ERROR_LIMIT,
+                   "%s: tensor %s (%.1f MiB) exceeds the device's maxTexelBufferElements (%" G_GUINT64_FORMAT ")",
+                   g->name, ivk_tensor_describe (t), ivk_tensor_nbytes (t) / 1048576.0,
+                   info->max_texel_elements);
+      return FALSE;
+    }
+  VkBufferViewCreateInfo ci = {
+    .sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
+    .buffer = ivk_buffer_get_handle (root->buffer),
+    .format = t->dtype == IVK_F16
+                ? (kind == IVK_BIND_TEXEL4 ? VK_FORMAT_R16G16B16A16_SFLOAT : VK_FORMAT_R16_SFLOAT)
+                : (kind == IVK_BIND_TEXEL4 ? VK_FORMAT_R32G32B32A32_SFLOAT : VK_FORMAT_R32_SFLOAT),
+    .offset = aligned,
+    .range = range,
+  };
+  VkResult r = vkCreateBufferView (g->ctx->device, &ci, NULL, view);
+  if (r != VK_SUCCESS)
+    {
+      ivk_set_error_from_result (error, r, "creating a texel buffer view");
+      return FALSE;
+    }
+  *elem_offset = (guint32) ((off - aligned) / es);
+  return TRUE;
+}
+
 static guint64
 arena_chunk (IvkGraph *g)
 {
@@ -644,15 +717,19 @@ ivk_graph_compile (IvkGraph *g, GError **error)
   /* 4. pipelines and descriptor sets */
   if (n_nodes > 0)
     {
-      VkDescriptorPoolSize ps = {
-        .type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-        .descriptorCount = n_nodes * IVK_MAX_BINDINGS,
+      guint n_texel = 0;
+      for (guint i = 0; i < n_nodes; i++)
+        for (guint b = 0; b < IVK_MAX_BINDINGS; b++)
+          n_texel += g_array_index (g->nodes, IvkNode, i).kind[b] != IVK_BIND_STORAGE;
+      VkDescriptorPoolSize ps[2] = {
+        { .type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, .descriptorCount = n_nodes * IVK_MAX_BINDINGS },
+        { .type = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, .descriptorCount = n_texel },
       };
       VkDescriptorPoolCreateInfo pci = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
         .maxSets = n_nodes,
-        .poolSizeCount = 1,
-        .pPoolSizes = &ps,
+        .poolSizeCount = n_texel ? 2 : 1,
+        .pPoolSizes = ps,
       };
       VkResult r = vkCreateDescriptorPool (ctx->device, &pci, NULL, &g->desc_pool);
       if (r != VK_SUCCESS)
@@ -664,11 +741,11 @@ ivk_graph_compile (IvkGraph *g, GError **error)
   for (guint i = 0; i < n_nodes; i++)
     {
       IvkNode *node = &g_array_index (g->nodes, IvkNode, i);
-      node->pipe = ivk_context_get_pipeline (ctx, node->shader, node->spec, node->n_spec,
-                                             node->n_bind, error);
+      node->pipe = ivk_context_get_pipeline_kinds (ctx, node->shader, node->spec, node->n_spec,
+                                                   node->n_bind, node->kind, error);
       if (!node->pipe)
         return FALSE;
-      VkDescriptorSetLayout sl = ivk_context_get_set_layout (ctx, node->n_bind);
+      VkDescriptorSetLayout sl = ivk_context_get_set_layout_kinds (ctx, node->n_bind, node->kind);
       VkDescriptorSetAllocateInfo ai = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
         .descriptorPool = g->desc_pool,
@@ -686,7 +763,11 @@ ivk_graph_compile (IvkGraph *g, GError **error)
       guint32 *offsets = (guint32 *) node->push;
       for (guint b = 0; b < node->n_bind; b++)
         {
-          if (!binding_of (g, node->bind[b], &infos[b], &offsets[b], error))
+          gboolean texel = node->kind[b] != IVK_BIND_STORAGE;
+          gboolean ok = texel ? texel_binding_of (g, node->bind[b], node->kind[b], &node->views[b],
+                                                  &offsets[b], error)
+                              : binding_of (g, node->bind[b], &infos[b], &offsets[b], error);
+          if (!ok)
             {
               g_prefix_error (error, "%s (node %u): ", node->op, i);
               return FALSE;
@@ -696,8 +777,10 @@ ivk_graph_compile (IvkGraph *g, GError **error)
             .dstSet = node->set,
             .dstBinding = b,
             .descriptorCount = 1,
-            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-            .pBufferInfo = &infos[b],
+            .descriptorType = texel ? VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER
+                                    : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .pBufferInfo = texel ? NULL : &infos[b],
+            .pTexelBufferView = texel ? &node->views[b] : NULL,
           };
         }
       vkUpdateDescriptorSets (ctx->device, node->n_bind, writes, 0, NULL);
@@ -775,7 +858,7 @@ ivk_graph_compile (IvkGraph *g, GError **error)
         g_array_append_val (((node->write_mask >> b) & 1) ? pending_w : pending_r, rr[b]);
 
       vkCmdBindPipeline (g->cb, VK_PIPELINE_BIND_POINT_COMPUTE, node->pipe->pipeline);
-      VkPipelineLayout layout = ivk_context_get_pipeline_layout (ctx, node->n_bind);
+      VkPipelineLayout layout = ivk_context_get_pipeline_layout_kinds (ctx, node->n_bind, node->kind);
       vkCmdBindDescriptorSets (g->cb, VK_PIPELINE_BIND_POINT_COMPUTE, layout, 0, 1, &node->set, 0,
                                NULL);
       vkCmdPushConstants (g->cb, layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, node->push_size, node->push);

@@ -13,6 +13,19 @@ G_BEGIN_DECLS
  * element offset of the tensor inside its (aligned-down) descriptor range. */
 #define IVK_PUSH_PREFIX (IVK_MAX_BINDINGS * 4)
 
+/* How a dispatch binds each tensor (IvkDispatch.kind). Storage buffers by
+ * default; uniform texel buffers where a kernel asks for them: lavapipe turns
+ * a texel fetch into one vector gather, but an SSBO load into a loop over the
+ * SIMD lanes with two branches per element (notes in vulkan/ops-matmul.c).
+ * For texel bindings the push-constant offset is in elements (scalars). */
+enum
+{
+  IVK_BIND_STORAGE = 0,
+  IVK_BIND_TEXEL = 1,  /* samplerBuffer, one element per texel (R32F / R16F) */
+  IVK_BIND_TEXEL4 = 2, /* samplerBuffer, vec4 texels (RGBA32F / RGBA16F); the
+                        * tensor's offset must be a multiple of 4 elements */
+};
+
 /* Tensor flags */
 enum
 {
@@ -26,6 +39,12 @@ typedef struct
   VkPipeline pipeline;
   guint n_bindings;
 } IvkPipeline;
+
+typedef struct
+{
+  VkDescriptorSetLayout set_layout;
+  VkPipelineLayout pipeline_layout;
+} IvkLayout;
 
 struct _IvkContext
 {
@@ -44,6 +63,7 @@ struct _IvkContext
   VkPipelineCache pipeline_cache;
   char *pipeline_cache_path;
   GHashTable *pipelines; /* key string -> IvkPipeline* */
+  GHashTable *layouts;   /* binding-kind signature -> IvkLayout* (layouts with texel bindings) */
   VkDescriptorSetLayout set_layouts[IVK_MAX_BINDINGS + 1];
   VkPipelineLayout pipeline_layouts[IVK_MAX_BINDINGS + 1];
   GMutex lock; /* guards pipelines, allocation counters and queue submission */
@@ -81,6 +101,8 @@ typedef struct
   IvkPipeline *pipe;
   VkDescriptorSet set;
   gboolean barrier_before;
+  guint8 kind[IVK_MAX_BINDINGS];          /* IVK_BIND_* */
+  VkBufferView views[IVK_MAX_BINDINGS];   /* texel bindings, owned */
 } IvkNode;
 
 /* ---- context internals ---- */
@@ -90,6 +112,14 @@ IvkPipeline *ivk_context_get_pipeline (IvkContext *ctx, IvkShader shader, const 
                                        guint n_spec, guint n_bindings, GError **error);
 VkPipelineLayout ivk_context_get_pipeline_layout (IvkContext *ctx, guint n_bindings);
 VkDescriptorSetLayout ivk_context_get_set_layout (IvkContext *ctx, guint n_bindings);
+/* The same with per-binding kinds (IVK_BIND_*; NULL = all storage buffers). */
+IvkPipeline *ivk_context_get_pipeline_kinds (IvkContext *ctx, IvkShader shader, const guint32 *spec,
+                                             guint n_spec, guint n_bindings, const guint8 *kinds,
+                                             GError **error);
+VkPipelineLayout ivk_context_get_pipeline_layout_kinds (IvkContext *ctx, guint n_bindings,
+                                                        const guint8 *kinds);
+VkDescriptorSetLayout ivk_context_get_set_layout_kinds (IvkContext *ctx, guint n_bindings,
+                                                        const guint8 *kinds);
 /* Submit one command buffer and wait (serialised on the context's queue). */
 gboolean ivk_context_submit_wait (IvkContext *ctx, VkCommandBuffer cb, GError **error);
 /* Allocate device memory of the given kind (accounted). */
@@ -123,6 +153,7 @@ typedef struct
   guint push_size;
   guint32 groups[3];
   double flops;
+  guint8 kind[IVK_MAX_BINDINGS]; /* IVK_BIND_*; zero = storage buffers */
 } IvkDispatch;
 
 /* Append a dispatch; returns FALSE if the graph failed (error stored). */

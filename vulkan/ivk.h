@@ -83,6 +83,11 @@ typedef struct
   gboolean unified_memory;    /* a device-local memory type is also host-visible */
   double timestamp_period_ns;
   gboolean timestamps;
+  /* uniform texel buffers of R32F, R16F, RGBA32F and RGBA16F usable by kernels
+   * (the fast load path on lavapipe); FALSE with IMPASTO_NO_TEXEL=1 */
+  gboolean texel_buffers;
+  guint64 max_texel_elements;     /* maxTexelBufferElements */
+  guint64 texel_offset_alignment; /* minTexelBufferOffsetAlignment */
 } IvkDeviceInfo;
 
 typedef struct _IvkContext IvkContext;

@@ -55,8 +55,12 @@ ivk_attention (IvkGraph *g, IvkTensor *q, IvkTensor *k, IvkTensor *v, const IvkA
       ivk_graph_set_error (g, IVK_ERROR, IVK_ERROR_LIMIT, "attention: head dim %" G_GINT64_FORMAT " > 512", d);
       return NULL;
     }
+  /* CPU devices: q, k, v as vec4 texels along the head dim (attention_tex.comp) */
+  const IvkDeviceInfo *info = ivk_context_get_info (ivk_graph_get_context (g));
+  gboolean tex = info->is_cpu && d % 4 == 0 && ivk_texel_ok (g, q, 4) && ivk_texel_ok (g, k, 4)
+                 && ivk_texel_ok (g, v, 4);
   IvkShader shader;
-  if (!ivk_pick_act (g, "attention", q->dtype, &shader))
+  if (!ivk_pick_act (g, tex ? "attention_tex" : "attention", q->dtype, &shader))
     return NULL;
   gint64 shape[3] = { b, tq, c };
   IvkTensor *out = ivk_graph_new_tensor (g, q->dtype, 3, shape);
@@ -68,12 +72,14 @@ ivk_attention (IvkGraph *g, IvkTensor *q, IvkTensor *k, IvkTensor *v, const IvkA
     .q_bs = row_stride (q) * tq, .k_bs = row_stride (k) * tk, .v_bs = row_stride (v) * tk,
     .scale = params->scale,
   };
-  guint32 dc = chunk_for (d, 64);
+  guint32 dc = tex ? 4 * chunk_for (d / 4, 16) : chunk_for (d, 64);
   guint32 wg = 64;
   guint32 spec[4] = { wg, (guint32) d, dc, params->causal != 0 };
   IvkTensor *bind[4] = { q, k, v, out };
   IvkDispatch disp = {
     .op = "attention",
+    .kind = { tex ? IVK_BIND_TEXEL4 : IVK_BIND_STORAGE, tex ? IVK_BIND_TEXEL4 : IVK_BIND_STORAGE,
+              tex ? IVK_BIND_TEXEL4 : IVK_BIND_STORAGE },
     .shader = shader,
     .spec = spec,
     .n_spec = 4,

@@ -16,5 +16,17 @@ gboolean ivk_pick_act (IvkGraph *g, const char *op, IvkDType act, IvkShader *sha
 void ivk_gemm_tiles (IvkGraph *g, gint64 m, gint64 n, guint32 *wx, guint32 *wy, guint32 *tm,
                      guint32 *tn);
 
+/* IMPASTO_GEMM_TILES=wx,wy,tm,tn overrides the register-block choice of the
+ * GEMM-like kernels (for `impasto bench ops` experiments). */
+gboolean ivk_gemm_tiles_override (guint32 *wx, guint32 *wy, guint32 *tm, guint32 *tn);
+
+/* TRUE when `t` may be bound as a uniform texel buffer of `per_texel` (1 or 4)
+ * elements (IVK_BIND_TEXEL / IVK_BIND_TEXEL4): the device has texel buffers, t
+ * is a float tensor, contiguous or with a row stride that is a multiple of the
+ * texel, and its offset inside its root tensor is a multiple of the texel
+ * (roots themselves are at least 64-byte aligned). Callers check the row
+ * length (e.g. K % 4 == 0) themselves. */
+gboolean ivk_texel_ok (IvkGraph *g, const IvkTensor *t, guint per_texel);
+
 gboolean ivk_same_shape (const IvkTensor *a, const IvkTensor *b);
 gboolean ivk_is_float (IvkDType d);

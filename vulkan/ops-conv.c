@@ -56,8 +56,11 @@ ivk_conv2d (IvkGraph *g, IvkTensor *x, IvkTensor *w, IvkTensor *bias, const IvkC
                            ivk_tensor_describe (x));
       return NULL;
     }
+  /* CPU devices: input and weights through texel buffers (conv2d_tex.comp) */
+  const IvkDeviceInfo *info = ivk_context_get_info (ivk_graph_get_context (g));
+  gboolean tex = info->is_cpu && ivk_texel_ok (g, x, 1) && ivk_texel_ok (g, w, 1);
   IvkShader shader;
-  if (!ivk_pick_aw (g, "conv2d", x->dtype, w->dtype, &shader))
+  if (!ivk_pick_aw (g, tex ? "conv2d_tex" : "conv2d", x->dtype, w->dtype, &shader))
     return NULL;
   gint64 shape[4] = { n, cout, oh, ow };
   IvkTensor *out = ivk_graph_new_tensor (g, x->dtype, 4, shape);
@@ -82,6 +85,7 @@ ivk_conv2d (IvkGraph *g, IvkTensor *x, IvkTensor *w, IvkTensor *bias, const IvkC
   IvkTensor *bind[5] = { x, w, bias ? bias : w, res ? res : x, out };
   IvkDispatch d = {
     .op = "conv2d",
+    .kind = { tex ? IVK_BIND_TEXEL : IVK_BIND_STORAGE, tex ? IVK_BIND_TEXEL : IVK_BIND_STORAGE },
     .shader = shader,
     .spec = spec,
     .n_spec = 9,

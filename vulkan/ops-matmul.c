@@ -1,6 +1,7 @@
 /* ops-matmul.c: GEMM and Linear, plus helpers shared by the op wrappers. */
 #include "config.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "ops-common.h"
@@ -94,11 +95,43 @@ block_for (gint64 extent, guint32 threads)
   return 1;
 }
 
+gboolean
+ivk_gemm_tiles_override (guint32 *wx, guint32 *wy, guint32 *tm, guint32 *tn)
+{
+  const char *env = g_getenv ("IMPASTO_GEMM_TILES");
+  guint v[4];
+  if (!env || sscanf (env, "%u,%u,%u,%u", &v[0], &v[1], &v[2], &v[3]) != 4 || v[0] == 0
+      || v[1] == 0 || v[0] * v[1] > 1024 || v[2] == 0 || v[2] > 32 || v[3] == 0 || v[3] > 32)
+    return FALSE;
+  *wx = v[0];
+  *wy = v[1];
+  *tm = v[2];
+  *tn = v[3];
+  return TRUE;
+}
+
+gboolean
+ivk_texel_ok (IvkGraph *g, const IvkTensor *t, guint per_texel)
+{
+  const IvkDeviceInfo *info = ivk_context_get_info (ivk_graph_get_context (g));
+  if (!info->texel_buffers || !ivk_is_float (t->dtype)
+      || (!ivk_tensor_is_contiguous (t) && t->row_stride % per_texel != 0))
+    return FALSE;
+  guint64 off = 0;
+  for (const IvkTensor *v = t; v->base; v = v->base)
+    off += v->view_offset;
+  gsize es = ivk_dtype_size (t->dtype);
+  return off % (per_texel * es) == 0
+         && ivk_tensor_span_bytes (t) / (per_texel * es) <= info->max_texel_elements;
+}
+
 void
 ivk_gemm_tiles (IvkGraph *g, gint64 m, gint64 n, guint32 *wx, guint32 *wy, guint32 *tm,
                 guint32 *tn)
 {
   const IvkDeviceInfo *info = ivk_context_get_info (ivk_graph_get_context (g));
+  if (ivk_gemm_tiles_override (wx, wy, tm, tn))
+    return;
   if (info->is_cpu)
     {
       /* lavapipe: one workgroup runs on one CPU thread as SIMD lanes; big
@@ -120,7 +153,44 @@ ivk_gemm_tiles (IvkGraph *g, gint64 m, gint64 n, guint32 *wx, guint32 *wy, guint
     }
 }
 
-/* matmul push constants: mirrors shaders/matmul.comp */
+/* lavapipe GEMM measurements (impasto bench ops, best of 2 rounds of
+ * median-of-3, 2 shared vCPUs that ran ~4x slower than when
+ * notes/toolchain.md measured 19 GFLOP/s for its best kernel, here ssbo 16x32):
+ *
+ *   kernel (block rows x cols, workgroup)   4096x320x320 (q/k/v)   1024^3 (B^T)
+ *   matmul.comp SSBO 8x8, wg 8x8                  2.5                  1.9
+ *   matmul.comp SSBO 16x16                        3.8                  3.7
+ *   matmul.comp SSBO 16x32 (the notes' best)      3.0                  4.1
+ *   matmul_tex.comp 4x4                           7.9                  3.8
+ *   matmul_tex.comp 8x8                          13.1                  6.4
+ *   matmul_tex.comp 8x8, wg 8x1 / 16x4        13.1 / 11.1          6.3 / 5.9
+ *   matmul_tex.comp 8x16                         12.3                  5.9
+ *   matmul_tex.comp 16x8                         15.1                  8.8
+ *   matmul_tex.comp 12x8                         15.5                  9.0
+ *
+ * Why: SSBO loads compile to a loop over the 8 SIMD lanes with an exec-mask
+ * and a bounds-check branch per element (~120 x86 instructions per load
+ * instruction, seen in the JIT code from Mesa's disk cache), so only the
+ * FMA/load ratio mattered and big blocks spilled. A vec4 texel fetch is a
+ * call to a ~40-instruction routine of vector loads and shuffles returning 32
+ * values. 1024^3 is slower than the SD shapes because 4 KiB row strides make
+ * the 96 concurrently read rows collide in the same L1 sets. First-dispatch
+ * (JIT) cost with a cold cache: 8x8 0.6-0.8 s, 12x8 0.8-1.2 s, SSBO 16x16
+ * 2.8-3.0 s, SSBO 16x32 7-9.6 s. fp16 storage (RGBA16F views) runs at
+ * 0.7-0.9x the f32 speed (conversion in the fetch). */
+
+/* Register block of matmul_tex.comp along one axis: 8 unless the extent is
+ * small, where idle duplicate rows would waste the work. */
+static guint32
+tex_block (gint64 extent, guint32 threads)
+{
+  for (guint32 t = 8; t > 1; t /= 2)
+    if (extent >= (gint64) threads * t)
+      return t;
+  return 1;
+}
+
+/* matmul push constants: mirrors shaders/matmul.comp and matmul_tex.comp */
 typedef struct
 {
   guint32 off[IVK_MAX_BINDINGS];
@@ -193,11 +263,30 @@ ivk_matmul (IvkGraph *g, IvkTensor *a, IvkTensor *b, IvkTensor *bias, IvkTensor 
     .alpha = alpha,
   };
   guint32 wx, wy, tm, tn;
-  ivk_gemm_tiles (g, m, n, &wx, &wy, &tm, &tn);
+  /* CPU devices with B as [N, K]: vec4 texel loads along K (matmul_tex.comp) */
+  const IvkDeviceInfo *info = ivk_context_get_info (ivk_graph_get_context (g));
+  gboolean tex = info->is_cpu && tb && k % 4 == 0 && ivk_texel_ok (g, a, 4) && ivk_texel_ok (g, b, 4);
+  if (tex)
+    {
+      if (!ivk_pick_aw (g, "matmul_tex", a->dtype, b->dtype, &shader))
+        return NULL;
+      if (!ivk_gemm_tiles_override (&wx, &wy, &tm, &tn))
+        {
+          /* 12 rows x 8 columns per invocation, 8x8 workgroups: best of the
+           * variants in the table above when M is large enough for the
+           * 96-row workgroup tile to waste little */
+          wx = wy = 8;
+          tm = m >= 4 * 12 * 8 ? 12 : tex_block (m, wy);
+          tn = tex_block (n, wx);
+        }
+    }
+  else
+    ivk_gemm_tiles (g, m, n, &wx, &wy, &tm, &tn);
   guint32 spec[6] = { wx, wy, tm, tn, bias != NULL, residual != NULL };
   IvkTensor *bind[5] = { a, b, bias ? bias : b, residual ? residual : a, out };
   IvkDispatch d = {
     .op = "matmul",
+    .kind = { tex ? IVK_BIND_TEXEL4 : IVK_BIND_STORAGE, tex ? IVK_BIND_TEXEL4 : IVK_BIND_STORAGE },
     .shader = shader,
     .spec = spec,
     .n_spec = 6,

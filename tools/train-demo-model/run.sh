@@ -27,7 +27,7 @@ step_data() {
 step_vae() {
   $PY train_vae.py --minutes "$MINUTES" --threads "$THREADS"
   # finalize only once training reached its last step
-  if $PY -c "import torch,sys; c=torch.load('work/vae.pt'); sys.exit(0 if c['step']>=2400 else 1)"; then
+  if $PY -c "import torch,sys; c=torch.load('work/vae.pt'); sys.exit(0 if c['step']>=c['total_steps'] else 1)"; then
     [ -f work/latents.pt ] || $PY train_vae.py --finalize --threads "$THREADS"
   else
     echo "run.sh: VAE not finished yet; run again to continue"; exit 3

@@ -97,15 +97,16 @@ def train(args):
                 img_per_s=round(args.batch * step / max(seconds, 1e-9), 2))
             acc = dict(l1=0.0, grad=0.0, kl=0.0, std=0.0, n=0)
         if budget.elapsed() - last_save > 600 or step == args.total_steps:
-            _save(ck_path, vae, opt, step, seconds, rng)
+            _save(ck_path, vae, opt, step, seconds, rng, args.total_steps)
             last_save = budget.elapsed()
-    _save(ck_path, vae, opt, step, seconds, rng)
+    _save(ck_path, vae, opt, step, seconds, rng, args.total_steps)
     log("stopped", step=step, total=args.total_steps, hours=round(seconds / 3600, 3))
     preview(vae, imgs, os.path.join(WORK, "vae_recon.png"))
 
 
-def _save(path, vae, opt, step, seconds, rng):
+def _save(path, vae, opt, step, seconds, rng, total):
     common.save_ckpt(path, dict(model=vae.state_dict(), opt=opt.state_dict(), step=step,
+                                total_steps=total,
                                 seconds=seconds, rng=common.rng_state(), py_rng=rng.getstate(),
                                 config=common.VAE))
 
@@ -205,7 +206,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=60.0, help="time budget of this run")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--total-steps", type=int, default=2400)
+    ap.add_argument("--total-steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=4e-4)
     ap.add_argument("--kl-weight", type=float, default=1e-4)

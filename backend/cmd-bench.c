@@ -1,0 +1,523 @@
+/* cmd-bench.c: `impasto bench TARGET`: measure speed and memory.
+ *
+ * Targets are rows of a table (bench_targets below); each parses its own
+ * options after the target name. `impasto bench ops` times every op at SD
+ * shapes on the chosen device: per case a one-op graph compiled with
+ * IVK_GRAPH_PROFILE, one warm-up run (on lavapipe that run also JIT-compiles
+ * the pipeline, reported as "first"), then N timed runs; the median GPU time
+ * (timestamps) gives GFLOP/s and GB/s, with the median wall time beside it.
+ * The GEMM is also measured against a plain C loop (naive i-k-j, compiled
+ * with the project's flags) in the same run, so numbers from noisy machines
+ * stay comparable. Speed is measured here, never asserted by tests.
+ */
+#include "config.h"
+
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "ivk-half.h"
+#include "ivk-ops.h"
+
+typedef struct
+{
+  int runs;
+  gboolean json;
+  const char *filter; /* substring of case names, or NULL */
+} BenchOptions;
+
+/* ---- ops ---------------------------------------------------------------- */
+
+typedef struct
+{
+  const char *name;   /* e.g. "linear" */
+  const char *shape;  /* human description */
+  IvkDType act, w;    /* precision */
+  /* builds the op on graph inputs/weights; returns the output */
+  IvkTensor *(*build) (IvkGraph *g, IvkWeightStore *ws, IvkDType act, IvkDType w, GError **error);
+} OpCase;
+
+typedef struct
+{
+  double gpu_ms, wall_ms, first_ms;
+  double flops, bytes;
+} OpResult;
+
+/* A weight of random values in [-scale, scale) stored in dtype w. */
+static IvkTensor *
+rand_weight (IvkWeightStore *ws, IvkDType w, int ndim, const gint64 *shape, float scale,
+             GError **error)
+{
+  gint64 n = 1;
+  for (int i = 0; i < ndim; i++)
+    n *= shape[i];
+  g_autofree float *f = g_new (float, n);
+  guint64 s = 0x9E3779B97F4A7C15ull ^ (guint64) n;
+  for (gint64 i = 0; i < n; i++)
+    {
+      s ^= s << 13;
+      s ^= s >> 7;
+      s ^= s << 17;
+      f[i] = scale * (2.0f * (float) ((s >> 40) * (1.0 / 16777216.0)) - 1.0f);
+    }
+  if (w == IVK_F16)
+    {
+      g_autofree guint16 *h = g_new (guint16, n);
+      for (gint64 i = 0; i < n; i++)
+        h[i] = ivk_f32_to_f16 (f[i]);
+      return ivk_weight_store_add (ws, "w", w, ndim, shape, h, error);
+    }
+  return ivk_weight_store_add (ws, "w", w, ndim, shape, f, error);
+}
+
+static IvkTensor *
+input (IvkGraph *g, IvkDType dt, int ndim, gint64 a, gint64 b, gint64 c, gint64 d)
+{
+  gint64 s[4] = { a, b, c, d };
+  return ivk_graph_input (g, "x", dt, ndim, s);
+}
+
+#define W2(a, b) ((const gint64[]) { a, b })
+#define W4(a, b, c, d) ((const gint64[]) { a, b, c, d })
+
+static IvkTensor *
+b_matmul_nn_1024 (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  IvkTensor *w = rand_weight (ws, wt, 2, W2 (1024, 1024), 0.03f, error);
+  return w ? ivk_matmul (g, input (g, at, 2, 1024, 1024, 0, 0), w, NULL, NULL, 1.0f, 0) : NULL;
+}
+
+static IvkTensor *
+b_linear_1024 (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  IvkTensor *w = rand_weight (ws, wt, 2, W2 (1024, 1024), 0.03f, error);
+  return w ? ivk_linear (g, input (g, at, 2, 1024, 1024, 0, 0), w, NULL) : NULL;
+}
+
+static IvkTensor *
+b_linear_qkv (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  IvkTensor *w = rand_weight (ws, wt, 2, W2 (320, 320), 0.05f, error);
+  return w ? ivk_linear (g, input (g, at, 3, 1, 4096, 320, 0), w, NULL) : NULL;
+}
+
+static IvkTensor *
+b_linear_geglu (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  IvkTensor *w = rand_weight (ws, wt, 2, W2 (2560, 320), 0.05f, error);
+  IvkTensor *bias = w ? rand_weight (ws, wt, 1, W2 (2560, 1), 0.05f, error) : NULL;
+  return bias ? ivk_linear (g, input (g, at, 3, 1, 1024, 320, 0), w, bias) : NULL;
+}
+
+static IvkTensor *
+b_conv3x3 (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  IvkTensor *w = rand_weight (ws, wt, 4, W4 (320, 320, 3, 3), 0.02f, error);
+  return w ? ivk_conv2d (g, input (g, at, 4, 1, 320, 64, 64), w, NULL, NULL) : NULL;
+}
+
+static IvkTensor *
+b_conv1x1 (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  IvkTensor *w = rand_weight (ws, wt, 4, W4 (320, 320, 1, 1), 0.05f, error);
+  return w ? ivk_conv2d (g, input (g, at, 4, 1, 320, 64, 64), w, NULL, NULL) : NULL;
+}
+
+static IvkTensor *
+b_attention_self (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  IvkTensor *x = input (g, at, 3, 1, 4096, 320, 0);
+  IvkAttentionParams p = { .heads = 8, .scale = 1.0f / sqrtf (40.0f) };
+  return ivk_attention (g, x, x, x, &p);
+}
+
+static IvkTensor *
+b_attention_cross (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  IvkTensor *q = input (g, at, 3, 1, 4096, 320, 0);
+  gint64 ks[3] = { 1, 77, 320 };
+  IvkTensor *k = ivk_graph_input (g, "k", at, 3, ks);
+  IvkAttentionParams p = { .heads = 8, .scale = 1.0f / sqrtf (40.0f) };
+  return ivk_attention (g, q, k, k, &p);
+}
+
+static IvkTensor *
+b_group_norm (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  IvkTensor *gm = rand_weight (ws, wt, 1, W2 (320, 1), 1.0f, error);
+  IvkTensor *bt = gm ? rand_weight (ws, wt, 1, W2 (320, 1), 1.0f, error) : NULL;
+  return bt ? ivk_group_norm (g, input (g, at, 4, 1, 320, 64, 64), gm, bt, 32, 1e-5f, TRUE) : NULL;
+}
+
+static IvkTensor *
+b_layer_norm (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  IvkTensor *gm = rand_weight (ws, wt, 1, W2 (320, 1), 1.0f, error);
+  IvkTensor *bt = gm ? rand_weight (ws, wt, 1, W2 (320, 1), 1.0f, error) : NULL;
+  return bt ? ivk_layer_norm (g, input (g, at, 3, 1, 4096, 320, 0), gm, bt, 1e-5f) : NULL;
+}
+
+static IvkTensor *
+b_softmax (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  return ivk_softmax (g, input (g, at, 3, 8, 4096, 77, 0), 0.158f);
+}
+
+static IvkTensor *
+b_geglu (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  return ivk_geglu (g, input (g, at, 3, 1, 4096, 2560, 0));
+}
+
+static IvkTensor *
+b_silu (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  return ivk_silu (g, input (g, at, 4, 1, 320, 64, 64));
+}
+
+static IvkTensor *
+b_add_bcast (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  gint64 ts[4] = { 1, 320, 1, 1 };
+  return ivk_add (g, input (g, at, 4, 1, 320, 64, 64), ivk_graph_input (g, "t", at, 4, ts));
+}
+
+static IvkTensor *
+b_upsample (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  return ivk_upsample_nearest2x (g, input (g, at, 4, 1, 640, 32, 32));
+}
+
+static IvkTensor *
+b_permute (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  static const int perm[4] = { 0, 2, 3, 1 };
+  return ivk_permute (g, input (g, at, 4, 1, 320, 64, 64), perm);
+}
+
+static IvkTensor *
+b_concat (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  gint64 bs[4] = { 1, 320, 64, 64 };
+  return ivk_concat (g, input (g, at, 4, 1, 320, 64, 64), ivk_graph_input (g, "b", at, 4, bs), 1);
+}
+
+#define F32 IVK_F32
+#define F16 IVK_F16
+static const OpCase op_cases[] = {
+  { "matmul", "1024x1024 @ 1024x1024", F32, F32, b_matmul_nn_1024 },
+  { "matmul", "1024x1024 @ 1024x1024", F16, F16, b_matmul_nn_1024 },
+  { "linear", "1024x1024 @ [1024,1024]^T", F32, F32, b_linear_1024 },
+  { "linear", "1024x1024 @ [1024,1024]^T", F16, F16, b_linear_1024 },
+  { "linear", "4096x320 -> 320 (SD1.5 q/k/v at 512px)", F32, F32, b_linear_qkv },
+  { "linear", "4096x320 -> 320 (SD1.5 q/k/v at 512px)", F16, F16, b_linear_qkv },
+  { "linear", "1024x320 -> 2560 +bias (GEGLU proj)", F32, F32, b_linear_geglu },
+  { "conv2d", "3x3 320->320 at 64x64", F32, F32, b_conv3x3 },
+  { "conv2d", "3x3 320->320 at 64x64", F16, F16, b_conv3x3 },
+  { "conv2d", "3x3 320->320 at 64x64", F32, F16, b_conv3x3 },
+  { "conv2d", "1x1 320->320 at 64x64", F32, F32, b_conv1x1 },
+  { "attention", "self 4096x4096, 8 heads x 40 (SD1.5 level 1)", F32, F32, b_attention_self },
+  { "attention", "self 4096x4096, 8 heads x 40 (SD1.5 level 1)", F16, F16, b_attention_self },
+  { "attention", "cross 4096x77, 8 heads x 40", F32, F32, b_attention_cross },
+  { "attention", "cross 4096x77, 8 heads x 40", F16, F16, b_attention_cross },
+  { "group_norm", "320ch/32 groups at 64x64 + silu", F32, F32, b_group_norm },
+  { "group_norm", "320ch/32 groups at 64x64 + silu", F16, F16, b_group_norm },
+  { "layer_norm", "4096x320", F32, F32, b_layer_norm },
+  { "softmax", "8x4096x77", F32, F32, b_softmax },
+  { "geglu", "4096x2560 -> 4096x1280", F32, F32, b_geglu },
+  { "silu", "320x64x64", F32, F32, b_silu },
+  { "add", "320x64x64 + 320x1x1", F32, F32, b_add_bcast },
+  { "upsample", "640x32x32 -> 640x64x64", F32, F32, b_upsample },
+  { "permute", "NCHW -> NHWC 320x64x64", F32, F32, b_permute },
+  { "concat", "2 x 320x64x64 on channels", F32, F32, b_concat },
+};
+
+static int
+cmp_double (gconstpointer a, gconstpointer b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+  return x < y ? -1 : x > y;
+}
+
+static double
+median (double *v, int n)
+{
+  qsort (v, n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static gboolean
+run_op_case (IvkContext *ctx, const OpCase *c, int runs, OpResult *res, GError **error)
+{
+  g_autoptr (IvkWeightStore) ws = ivk_weight_store_new (ctx);
+  g_autoptr (IvkGraph) g = ivk_graph_new (ctx, c->name, IVK_GRAPH_PROFILE);
+  IvkTensor *out = c->build (g, ws, c->act, c->w, error);
+  if (!out)
+    {
+      if (error && !*error && ivk_graph_get_error (g))
+        g_propagate_error (error, g_error_copy (ivk_graph_get_error (g)));
+      else if (error && !*error)
+        g_set_error (error, IVK_ERROR, IVK_ERROR_FAILED, "building the graph failed");
+      return FALSE;
+    }
+  ivk_graph_output (g, out, "out");
+  if (!ivk_graph_compile (g, error))
+    return FALSE;
+  IvkGraphStats st;
+  ivk_graph_get_stats (g, &st);
+  /* inputs hold whatever the memory had: timing does not depend on values,
+   * except NaN handling, which the kernels do not branch on */
+  gint64 t0 = g_get_monotonic_time ();
+  if (!ivk_graph_run (g, error))
+    return FALSE;
+  res->first_ms = (g_get_monotonic_time () - t0) / 1000.0;
+  g_autofree double *gpu = g_new (double, runs);
+  g_autofree double *wall = g_new (double, runs);
+  double bytes = 0;
+  for (int r = 0; r < runs; r++)
+    {
+      t0 = g_get_monotonic_time ();
+      if (!ivk_graph_run (g, error))
+        return FALSE;
+      wall[r] = (g_get_monotonic_time () - t0) / 1000.0;
+      GArray *prof = ivk_graph_get_profile (g);
+      gpu[r] = 0;
+      bytes = 0;
+      for (guint i = 0; i < prof->len; i++)
+        {
+          const IvkNodeProfile *p = &g_array_index (prof, IvkNodeProfile, i);
+          gpu[r] += p->ms;
+          bytes += p->bytes;
+        }
+      if (prof->len == 0)
+        gpu[r] = wall[r];
+    }
+  res->gpu_ms = median (gpu, runs);
+  res->wall_ms = median (wall, runs);
+  res->flops = st.flops;
+  res->bytes = bytes;
+  return TRUE;
+}
+
+/* The reference point: C = A B with the textbook i-k-j loop (the inner loop is
+ * contiguous, so the compiler vectorises it), single-threaded. */
+static double
+cpu_gemm_ms (int n, int runs)
+{
+  g_autofree float *a = g_new (float, (gsize) n * n);
+  g_autofree float *b = g_new (float, (gsize) n * n);
+  g_autofree float *c = g_new (float, (gsize) n * n);
+  for (gsize i = 0; i < (gsize) n * n; i++)
+    {
+      a[i] = (float) (i % 7) * 0.1f;
+      b[i] = (float) (i % 5) * 0.1f;
+    }
+  g_autofree double *t = g_new (double, runs);
+  for (int r = 0; r < runs; r++)
+    {
+      gint64 t0 = g_get_monotonic_time ();
+      memset (c, 0, sizeof (float) * n * n);
+      for (int i = 0; i < n; i++)
+        for (int k = 0; k < n; k++)
+          {
+            float av = a[(gsize) i * n + k];
+            const float *brow = b + (gsize) k * n;
+            float *crow = c + (gsize) i * n;
+            for (int j = 0; j < n; j++)
+              crow[j] += av * brow[j];
+          }
+      t[r] = (g_get_monotonic_time () - t0) / 1000.0;
+    }
+  volatile float sink = c[n + 1];
+  (void) sink;
+  return median (t, runs);
+}
+
+static int
+bench_ops (const BenchOptions *opt, int argc, char **argv)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (IvkContext) ctx = ivk_context_new (NULL, &error);
+  if (!ctx)
+    {
+      fprintf (stderr, "impasto bench: %s\n", error->message);
+      return IMP_EXIT_FAILURE;
+    }
+  const IvkDeviceInfo *info = ivk_context_get_info (ctx);
+  g_autoptr (JsonBuilder) jb = json_builder_new ();
+  json_builder_begin_object (jb);
+  json_builder_set_member_name (jb, "device");
+  json_builder_add_string_value (jb, info->name);
+  json_builder_set_member_name (jb, "driver");
+  json_builder_add_string_value (jb, info->driver);
+  json_builder_set_member_name (jb, "runs");
+  json_builder_add_int_value (jb, opt->runs);
+  json_builder_set_member_name (jb, "ops");
+  json_builder_begin_array (jb);
+  if (!opt->json)
+    {
+      printf ("device: %s (%s)%s\n", info->name, info->driver,
+              info->texel_buffers ? "" : ", texel buffers off");
+      printf ("median of %d runs; GPU time from timestamps, wall time per submit; 'first' is the "
+              "first run (pipeline JIT on lavapipe)\n\n", opt->runs);
+      printf ("%-11s %-45s %-7s %9s %9s %8s %8s %9s\n", "op", "shape", "prec", "GFLOP/s", "GB/s",
+              "gpu ms", "wall ms", "first ms");
+    }
+  int failures = 0;
+  for (gsize i = 0; i < G_N_ELEMENTS (op_cases); i++)
+    {
+      const OpCase *c = &op_cases[i];
+      char prec[16];
+      g_snprintf (prec, sizeof prec, "%s", c->act == c->w ? ivk_dtype_name (c->act)
+                                           : c->act == IVK_F32 ? "a32w16" : "?");
+      g_autofree char *full = g_strdup_printf ("%s %s %s", c->name, c->shape, prec);
+      if (opt->filter && !strstr (full, opt->filter))
+        continue;
+      if ((c->act == IVK_F16 || c->w == IVK_F16) && !info->fp16_storage)
+        continue;
+      OpResult r = { 0 };
+      g_autoptr (GError) e = NULL;
+      if (!run_op_case (ctx, c, opt->runs, &r, &e))
+        {
+          fprintf (stderr, "impasto bench: %s: %s\n", full, e->message);
+          failures++;
+          continue;
+        }
+      double gflops = r.flops / (r.gpu_ms * 1e6);
+      double gbps = r.bytes / (r.gpu_ms * 1e6);
+      if (!opt->json)
+        {
+          printf ("%-11s %-45s %-7s %9.2f %9.2f %8.2f %8.2f %9.1f\n", c->name, c->shape, prec,
+                  gflops, gbps, r.gpu_ms, r.wall_ms, r.first_ms);
+          fflush (stdout);
+        }
+      json_builder_begin_object (jb);
+      json_builder_set_member_name (jb, "op");
+      json_builder_add_string_value (jb, c->name);
+      json_builder_set_member_name (jb, "shape");
+      json_builder_add_string_value (jb, c->shape);
+      json_builder_set_member_name (jb, "precision");
+      json_builder_add_string_value (jb, prec);
+      json_builder_set_member_name (jb, "gflops");
+      json_builder_add_double_value (jb, gflops);
+      json_builder_set_member_name (jb, "gbps");
+      json_builder_add_double_value (jb, gbps);
+      json_builder_set_member_name (jb, "gpu_ms");
+      json_builder_add_double_value (jb, r.gpu_ms);
+      json_builder_set_member_name (jb, "wall_ms");
+      json_builder_add_double_value (jb, r.wall_ms);
+      json_builder_set_member_name (jb, "first_ms");
+      json_builder_add_double_value (jb, r.first_ms);
+      json_builder_end_object (jb);
+    }
+  json_builder_end_array (jb);
+
+  if (!opt->filter || strstr ("cpu gemm", opt->filter))
+    {
+      const int n = 1024;
+      double ms = cpu_gemm_ms (n, MAX (1, MIN (opt->runs, 3)));
+      double gflops = 2.0 * n * n * n / (ms * 1e6);
+      if (!opt->json)
+        printf ("%-11s %-45s %-7s %9.2f %9s %8.2f %8s %9s\n", "cpu-gemm",
+                "1024^3 naive i-k-j, 1 thread (reference)", "f32", gflops, "-", ms, "-", "-");
+      json_builder_set_member_name (jb, "cpu_gemm");
+      json_builder_begin_object (jb);
+      json_builder_set_member_name (jb, "n");
+      json_builder_add_int_value (jb, n);
+      json_builder_set_member_name (jb, "gflops");
+      json_builder_add_double_value (jb, gflops);
+      json_builder_set_member_name (jb, "ms");
+      json_builder_add_double_value (jb, ms);
+      json_builder_end_object (jb);
+    }
+  json_builder_end_object (jb);
+  if (opt->json)
+    {
+      g_autoptr (JsonGenerator) gen = json_generator_new ();
+      g_autoptr (JsonNode) root = json_builder_get_root (jb);
+      json_generator_set_root (gen, root);
+      json_generator_set_pretty (gen, TRUE);
+      g_autofree char *s = json_generator_to_data (gen, NULL);
+      printf ("%s\n", s);
+    }
+  return failures ? IMP_EXIT_FAILURE : IMP_EXIT_OK;
+}
+
+/* ---- targets ------------------------------------------------------------- */
+
+typedef struct
+{
+  const char *name;
+  const char *summary;
+  int (*run) (const BenchOptions *opt, int argc, char **argv);
+} BenchTarget;
+
+/* One row per target; `impasto bench unet` etc. are added here. */
+static const BenchTarget bench_targets[] = {
+  { "ops", "every op at SD shapes: GFLOP/s, GB/s (plus a CPU GEMM for scale)", bench_ops },
+};
+
+static void
+usage (FILE *out)
+{
+  fprintf (out, "Usage: impasto bench TARGET [--json] [--runs N] [--filter TEXT]\n\nTargets:\n");
+  for (gsize i = 0; i < G_N_ELEMENTS (bench_targets); i++)
+    fprintf (out, "  %-10s %s\n", bench_targets[i].name, bench_targets[i].summary);
+  fprintf (out, "\nOptions:\n"
+                "  --json         machine-readable output\n"
+                "  --runs N       timed runs per case (median reported; default 5)\n"
+                "  --filter TEXT  only cases whose description contains TEXT\n"
+                "\nEnvironment: IMPASTO_DEVICE, IMPASTO_NO_FP16, IMPASTO_NO_TEXEL, "
+                "IMPASTO_GEMM_TILES=wx,wy,tm,tn\n");
+}
+
+int
+cmd_bench (int argc, char **argv)
+{
+  if (argc < 2 || strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0)
+    {
+      usage (argc < 2 ? stderr : stdout);
+      return argc < 2 ? IMP_EXIT_USAGE : IMP_EXIT_OK;
+    }
+  const BenchTarget *target = NULL;
+  for (gsize i = 0; i < G_N_ELEMENTS (bench_targets); i++)
+    if (strcmp (argv[1], bench_targets[i].name) == 0)
+      target = &bench_targets[i];
+  if (!target)
+    {
+      fprintf (stderr, "impasto bench: unknown target '%s'\n\n", argv[1]);
+      usage (stderr);
+      return IMP_EXIT_USAGE;
+    }
+  BenchOptions opt = { .runs = 5 };
+  int rest = 2;
+  for (; rest < argc; rest++)
+    {
+      const char *a = argv[rest];
+      if (strcmp (a, "--json") == 0)
+        opt.json = TRUE;
+      else if (strcmp (a, "--runs") == 0 && rest + 1 < argc)
+        {
+          char *end = NULL;
+          gint64 v = g_ascii_strtoll (argv[++rest], &end, 10);
+          if (!end || *end || v < 1 || v > 1000)
+            {
+              fprintf (stderr, "impasto bench: --runs wants a number from 1 to 1000\n");
+              return IMP_EXIT_USAGE;
+            }
+          opt.runs = (int) v;
+        }
+      else if (strcmp (a, "--filter") == 0 && rest + 1 < argc)
+        opt.filter = argv[++rest];
+      else
+        break; /* target-specific arguments follow */
+    }
+  if (rest < argc && target->run == bench_ops)
+    {
+      fprintf (stderr, "impasto bench ops: unknown option '%s'\n", argv[rest]);
+      return IMP_EXIT_USAGE;
+    }
+  return target->run (&opt, argc - rest, argv + rest);
+}
