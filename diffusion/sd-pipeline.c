@@ -568,17 +568,10 @@ step_hook (gpointer data, int index, float *x, const float *denoised, gsize n)
 static gboolean
 check_job (SdPipeline *p, const SdJob *job, GError **error)
 {
-  const int down = 8 * (1 << (p->cfg.unet.n_levels - 1));
   if (job->width <= 0 || job->height <= 0 || job->width % 8 || job->height % 8)
     {
       g_set_error (error, SD_ERROR, SD_ERROR_INVALID_ARG, "width and height must be positive multiples "
                    "of 8 (got %dx%d)", job->width, job->height);
-      return FALSE;
-    }
-  if (job->width % down || job->height % down)
-    {
-      g_set_error (error, SD_ERROR, SD_ERROR_INVALID_ARG, "width and height must be multiples of %d for "
-                   "this model (got %dx%d)", down, job->width, job->height);
       return FALSE;
     }
   if ((gint64) job->width * job->height > (gint64) 4096 * 4096)

@@ -312,8 +312,14 @@ build (SdUNet *u, int batch, int height, int width, int ctx_len, gboolean debug)
       if (j < cfg->n_levels - 1)
         {
           g_snprintf (p, sizeof p, "up_blocks.%d.upsamplers.0.conv.", j);
+          /* nearest upsample to the size of the skip it meets next: 2x, or
+           * the odd size a stride-2 conv rounded up (diffusers
+           * forward_upsample_size for latents not a multiple of 2^levels) */
+          IvkTensor *next = n_skips > 0 ? skips[n_skips - 1] : NULL;
           IvkConvParams cp = { .stride = 1, .pad_top = 1, .pad_bottom = 1, .pad_left = 1, .pad_right = 1,
-                               .upsample = TRUE };
+                               .upsample = TRUE,
+                               .up_height = next ? (int) next->shape[2] : 0,
+                               .up_width = next ? (int) next->shape[3] : 0 };
           h = ivk_conv2d (g, h, W (&b, p, "weight"), W (&b, p, "bias"), &cp);
         }
       g_snprintf (p, sizeof p, "debug.up_blocks.%d", j);
@@ -334,12 +340,9 @@ get_graph (SdUNet *u, int batch, int height, int width, int ctx_len, gboolean de
   SdNetGraph *ng = g_hash_table_lookup (u->graphs, key);
   if (ng)
     return ng;
-  int down = 1 << (u->cfg.n_levels - 1);
-  if (height <= 0 || width <= 0 || height % down || width % down)
+  if (height <= 0 || width <= 0 || height > 1024 || width > 1024)
     {
-      g_set_error (error, SD_ERROR, SD_ERROR_INVALID_ARG,
-                   "latent size %dx%d must be a multiple of %d for this UNet (image sides a "
-                   "multiple of %d)", width, height, down, down * 8);
+      g_set_error (error, SD_ERROR, SD_ERROR_INVALID_ARG, "latent size %dx%d is out of range", width, height);
       return NULL;
     }
   ng = build (u, batch, height, width, ctx_len, debug);
@@ -357,11 +360,9 @@ gboolean
 sd_unet_plan (SdUNet *u, int batch, int height, int width, int context_len, IvkGraphStats *stats,
               GError **error)
 {
-  int down = 1 << (u->cfg.n_levels - 1);
-  if (height <= 0 || width <= 0 || height % down || width % down)
+  if (height <= 0 || width <= 0)
     {
-      g_set_error (error, SD_ERROR, SD_ERROR_INVALID_ARG, "latent size %dx%d must be a multiple of %d",
-                   width, height, down);
+      g_set_error (error, SD_ERROR, SD_ERROR_INVALID_ARG, "latent size %dx%d is out of range", width, height);
       return FALSE;
     }
   SdNetGraph *ng = build (u, batch, height, width, context_len, FALSE);

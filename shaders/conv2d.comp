@@ -11,7 +11,9 @@ layout (constant_id = 2) const uint TM = 4;   // output channels per invocation
 layout (constant_id = 3) const uint TN = 4;   // output pixels per invocation
 layout (constant_id = 4) const bool HAS_BIAS = false;
 layout (constant_id = 5) const bool HAS_RES = false;
-layout (constant_id = 6) const bool UPSAMPLE = false;
+// 0: none; 1: nearest 2x (index >> 1); 2: nearest to any size eh x ew
+// (torch F.interpolate(size=...): src = floor(dst * in / out))
+layout (constant_id = 6) const uint UPSAMPLE = 0;
 layout (constant_id = 7) const uint KH = 3;
 layout (constant_id = 8) const uint KW = 3;
 
@@ -27,6 +29,7 @@ layout (push_constant) uniform P
   uint cout, oh, ow; // output
   uint stride;
   int pad_t, pad_l;
+  uint eh, ew;       // effective input size (after upsampling)
 } p;
 
 void main ()
@@ -36,8 +39,8 @@ void main ()
   uint tile_m = gl_WorkGroupID.y * WY * TM + gl_LocalInvocationID.y;
   uint tile_n = gl_WorkGroupID.x * WX * TN + gl_LocalInvocationID.x;
   uint npix = p.oh * p.ow;
-  int eh = int (UPSAMPLE ? 2u * p.h : p.h); // effective input size
-  int ew = int (UPSAMPLE ? 2u * p.w : p.w);
+  int eh = int (p.eh); // effective input size
+  int ew = int (p.ew);
   uint plane = p.h * p.w;
   uint xbase = p.off[0] + nb * p.cin * plane;
 
@@ -77,10 +80,15 @@ void main ()
                 bool ok = iy >= 0 && iy < eh && ix >= 0 && ix < ew;
                 int sy = clamp (iy, 0, eh - 1);
                 int sx = clamp (ix, 0, ew - 1);
-                if (UPSAMPLE)
+                if (UPSAMPLE == 1u)
                   {
                     sy >>= 1;
                     sx >>= 1;
+                  }
+                else if (UPSAMPLE == 2u)
+                  {
+                    sy = int (uint (sy) * p.h / p.eh);
+                    sx = int (uint (sx) * p.w / p.ew);
                   }
                 float v = float (x[xplane + uint (sy) * p.w + uint (sx)]);
                 bv[j] = ok ? v : 0.0;

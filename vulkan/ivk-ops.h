@@ -38,7 +38,10 @@ typedef struct
   int stride;                /* 1 or 2 */
   int pad_top, pad_bottom;   /* zero padding; the VAE encoder's downsampler uses (0, 1, 0, 1) */
   int pad_left, pad_right;
-  gboolean upsample;         /* nearest 2x upsample of x first (fused, never materialised) */
+  gboolean upsample;         /* nearest upsample of x first (fused, never materialised) */
+  int up_height, up_width;   /* its target size; 0 = twice the input (torch 'nearest' to a size
+                              * otherwise: src = floor(dst * in / out), as diffusers uses for
+                              * latents that are not a multiple of 2^levels) */
   IvkTensor *residual;       /* added to the output (same shape), or NULL */
 } IvkConvParams;
 

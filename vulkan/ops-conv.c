@@ -11,6 +11,7 @@ typedef struct
   guint32 cout, oh, ow;
   guint32 stride;
   gint32 pad_t, pad_l;
+  guint32 eh, ew;
 } ConvPush;
 G_STATIC_ASSERT (sizeof (ConvPush) <= IVK_PUSH_MAX);
 
@@ -46,7 +47,20 @@ ivk_conv2d (IvkGraph *g, IvkTensor *x, IvkTensor *w, IvkTensor *bias, const IvkC
       return NULL;
     }
   gint64 n = x->shape[0], cin = x->shape[1], h = x->shape[2], wd = x->shape[3];
-  gint64 eh = pp->upsample ? 2 * h : h, ew = pp->upsample ? 2 * wd : wd;
+  gint64 eh = h, ew = wd;
+  guint32 up_mode = 0;
+  if (pp->upsample)
+    {
+      eh = pp->up_height > 0 ? pp->up_height : 2 * h;
+      ew = pp->up_width > 0 ? pp->up_width : 2 * wd;
+      up_mode = (eh == 2 * h && ew == 2 * wd) ? 1 : 2;
+      if (eh < h || ew < wd)
+        {
+          ivk_graph_set_error (g, IVK_ERROR, IVK_ERROR_SHAPE, "conv2d: upsample target %" G_GINT64_FORMAT "x%"
+                               G_GINT64_FORMAT " smaller than the input", ew, eh);
+          return NULL;
+        }
+    }
   gint64 oh = (eh + pp->pad_top + pp->pad_bottom - kh) / pp->stride + 1;
   gint64 ow = (ew + pp->pad_left + pp->pad_right - kw) / pp->stride + 1;
   gint64 cout = w->shape[0];
@@ -78,10 +92,11 @@ ivk_conv2d (IvkGraph *g, IvkTensor *x, IvkTensor *w, IvkTensor *bias, const IvkC
     .cout = cout, .oh = oh, .ow = ow,
     .stride = pp->stride,
     .pad_t = pp->pad_top, .pad_l = pp->pad_left,
+    .eh = eh, .ew = ew,
   };
   guint32 wx, wy, tm, tn;
   ivk_gemm_tiles (g, cout, oh * ow, &wx, &wy, &tm, &tn);
-  guint32 spec[9] = { wx, wy, tm, tn, bias != NULL, res != NULL, pp->upsample != 0, kh, kw };
+  guint32 spec[9] = { wx, wy, tm, tn, bias != NULL, res != NULL, up_mode, kh, kw };
   IvkTensor *bind[5] = { x, w, bias ? bias : w, res ? res : x, out };
   IvkDispatch d = {
     .op = "conv2d",

@@ -181,7 +181,13 @@ case_inpaint() {
     (say "RESULT ellipse.seed=" (n (cadr res)))
     (report "ellipse" img layer)
     (save-png img (car (gimp-layer-get-mask layer)) "$T/ellipse-mask.png")
-    (save-flat img "$T/ellipse-flat.png"))
+    (save-flat img "$T/ellipse-flat.png")
+    ; what GIMP itself makes of the selection as a layer mask (Layer > Add
+    ; Layer Mask > Selection): the same values, in the mask's own encoding
+    (gimp-layer-add-alpha d)
+    (let ((m (car (gimp-layer-create-mask d ADD-MASK-SELECTION))))
+      (gimp-layer-add-mask d m)
+      (save-png img m "$T/ellipse-sel.png")))
   (gimp-image-delete img))
 (let* ((img (load-input)) (d (car (gimp-image-get-active-drawable img))))
   (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 100 60 30 30)
@@ -224,6 +230,8 @@ EOF
   # pi * 35 * 30 = 3299 px
   [ "$full" -gt 3000 ] && [ "$full" -lt 3400 ] && [ "$partial" -gt 50 ] \
     || fail "the ellipse's mask is not the antialiased selection ($stats)"
+  $CHECK mask-equals-selection "$T/ellipse-mask.png" "$x" "$y" "$T/ellipse-sel.png" \
+    || fail "ellipse: the layer mask is not GIMP's mask from the selection"
   $CHECK unchanged-outside "$T/in.png" "$T/ellipse-flat.png" "$T/ellipse-mask.png" "$x" "$y" 1000 \
     || fail "ellipse: pixels outside the selection changed"
   parasite "$log" ellipse | grep -q '^prompt=a blue ball' || fail "ellipse parasite"

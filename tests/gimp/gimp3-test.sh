@@ -148,8 +148,12 @@ cat > "$T/batch.body" <<EOF
                       #:sampler "dpmpp-2m" #:steps 3 #:seed 7 #:size 64 #:strength 0.9
                       #:padding 50.0 #:color-match 0.0))))
     (report "ellipse" img layer)
+    (save-flat img "$T/ellipse-flat.png")
+    ; GIMP's own mask from the selection (Add Layer Mask > Selection)
+    (gimp-layer-add-alpha d)
+    (gimp-layer-add-mask d (car (gimp-layer-create-mask d ADD-MASK-SELECTION)))
     (save-mask layer "$T/ellipse-mask.png")
-    (save-flat img "$T/ellipse-flat.png"))
+    (save-mask d "$T/ellipse-sel.png"))
   (gimp-image-delete img))
 (let* ((img (load-input)) (d (first-layer img)))
   (gimp-image-select-rectangle img CHANNEL-OP-REPLACE 10 20 50 30)
@@ -190,6 +194,8 @@ x=$(result "$log" ellipse.x); y=$(result "$log" ellipse.y)
 read -r full partial _ <<< "$($CHECK mask-stats "$T/ellipse-mask.png")"
 echo "ellipse mask: $full full, $partial partial"
 [ "$full" -gt 3000 ] && [ "$full" -lt 3400 ] && [ "$partial" -gt 50 ] || fail "ellipse mask"
+$CHECK mask-equals-selection "$T/ellipse-mask.png" "$x" "$y" "$T/ellipse-sel.png" \
+  || fail "ellipse: the layer mask is not GIMP's mask from the selection"
 $CHECK unchanged-outside "$T/in.png" "$T/ellipse-flat.png" "$T/ellipse-mask.png" "$x" "$y" 1000 \
   || fail "ellipse: pixels outside the selection changed"
 parasite "$log" ellipse | grep -q '^sampler=DPM++ 2M' || fail "ellipse parasite sampler"

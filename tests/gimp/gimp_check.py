@@ -9,6 +9,10 @@
   gimp_check.py mask-is-rect MASK X Y RX RY RW RH  the mask is 255 exactly on
         the rectangle (image coordinates) and 0 elsewhere
   gimp_check.py mask-stats MASK                    prints: full partial zero
+  gimp_check.py mask-equals-selection MASK X Y SELECTION
+        the layer mask (at X,Y) holds exactly the values of SELECTION (an
+        image-size mask PNG: GIMP's own mask from the selection), which is 0
+        outside the layer
   gimp_check.py same A B                           identical pixels
   gimp_check.py differs A B MIN                    at least MIN pixels differ
   gimp_check.py size FILE W H
@@ -29,6 +33,17 @@ def load_rgb(path):
     return im.convert("RGB")
 
 
+def load_mask(path):
+    """A grayscale PNG as 8-bit L; 16-bit ones (GIMP 3 exports linear 8-bit
+    images as 16-bit PNG) are scaled back exactly (v = round(v16 / 257))."""
+    m = Image.open(path)
+    if m.mode in ("I", "I;16", "I;16B"):
+        out = Image.new("L", m.size)
+        out.putdata([min(255, (int(v) + 128) // 257) for v in m.getdata()])
+        return out
+    return m.convert("L")
+
+
 def make_input(out, w, h):
     im = Image.new("RGB", (w, h))
     px = im.load()
@@ -42,7 +57,7 @@ def make_input(out, w, h):
 
 def unchanged_outside(orig, flat, mask, mx, my, min_changed=1):
     a, b = load_rgb(orig), load_rgb(flat)
-    m = Image.open(mask).convert("L")
+    m = load_mask(mask)
     if a.size != b.size:
         sys.exit(f"size differs: {a.size} vs {b.size}")
     pa, pb, pm = a.load(), b.load(), m.load()
@@ -68,7 +83,7 @@ def unchanged_outside(orig, flat, mask, mx, my, min_changed=1):
 
 
 def mask_is_rect(mask, mx, my, rx, ry, rw, rh):
-    m = Image.open(mask).convert("L")
+    m = load_mask(mask)
     pm = m.load()
     bad = 0
     for y in range(m.size[1]):
@@ -83,9 +98,26 @@ def mask_is_rect(mask, mx, my, rx, ry, rw, rh):
 
 
 def mask_stats(mask):
-    m = Image.open(mask).convert("L")
+    m = load_mask(mask)
     d = list(m.getdata())
     print(sum(v == 255 for v in d), sum(0 < v < 255 for v in d), sum(v == 0 for v in d))
+
+
+def mask_equals_selection(mask, mx, my, sel):
+    m, s = load_mask(mask), load_mask(sel)
+    pm, ps = m.load(), s.load()
+    bad, first = 0, None
+    for y in range(s.size[1]):
+        for x in range(s.size[0]):
+            lx, ly = x - mx, y - my
+            v = pm[lx, ly] if 0 <= lx < m.size[0] and 0 <= ly < m.size[1] else 0
+            if v != ps[x, y]:
+                bad += 1
+                first = first or (x, y, v, ps[x, y])
+    partial = sum(0 < v < 255 for v in s.getdata())
+    print(f"layer mask vs selection: {bad} pixels differ ({partial} partial selection pixels)")
+    if bad:
+        sys.exit(f"FAIL: the layer mask is not the selection, first (x, y, mask, selection) {first}")
 
 
 def same(a, b):
@@ -147,6 +179,8 @@ def main():
                           int(args[5]) if len(args) > 5 else 1)
     elif cmd == "mask-is-rect":
         mask_is_rect(args[0], *map(int, args[1:7]))
+    elif cmd == "mask-equals-selection":
+        mask_equals_selection(args[0], int(args[1]), int(args[2]), args[3])
     elif cmd == "mask-stats":
         mask_stats(args[0])
     elif cmd == "same":

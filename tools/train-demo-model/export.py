@@ -122,6 +122,104 @@ def diffusers_configs(vocab_size):
     }
 
 
+def last_logged(log_name, key):
+    """Mean of `key` over the last 10 logged steps of a training log."""
+    path = os.path.join(WORK, log_name)
+    if not os.path.exists(path):
+        return None
+    vals = []
+    for line in open(path):
+        if " step " in line and "{" in line:
+            d = json.loads(line[line.index("{"):])
+            if key in d:
+                vals.append(d[key])
+    return round(float(np.mean(vals[-10:])), 4) if vals else None
+
+
+CARD = """# impasto-emoji
+
+A tiny text-to-image model with the exact **Stable Diffusion 1.x**
+architecture (CLIP text encoder, UNet2DConditionModel, AutoencoderKL) at
+reduced width, trained from scratch by the Impasto project on the Noto Color
+Emoji font, so that Impasto's demo turns a prompt into a recognisable 64x64
+picture without shipping real Stable Diffusion weights. It knows emoji, and
+nothing else: prompts are best phrased like Unicode emoji names or keywords
+("red apple", "blue heart", "dog face", "pizza", "fire").
+
+- `impasto-emoji.fp16.safetensors`: single-file checkpoint, original LDM
+  layout (`model.diffusion_model.*`, `first_stage_model.*`,
+  `cond_stage_model.transformer.text_model.*`), float16, with int64
+  `position_ids` and the DDPM schedule buffers; %(mb).2f MB, %(total_params)s parameters.
+- `vocab.json`, `merges.txt`: byte-level BPE in OpenAI CLIP's format, learned
+  from the captions (4096 tokens; `<|startoftext|>` = 4094, `<|endoftext|>` =
+  4095 = pad).
+- `LICENSE`: the weights are under the SIL Open Font License 1.1 (trained on
+  renderings of Noto Color Emoji, OFL 1.1); the tokenizer files derive from
+  Unicode data (Unicode License). Generated images are not restricted.
+
+## Use
+
+64x64 images (8x8 latents), Euler (or any SD1 sampler), 20 steps, guidance
+7.5, empty negative prompt. Scheduler: scaled_linear betas 0.00085..0.012,
+1000 steps, epsilon prediction, 'leading' spacing, steps_offset 1.
+Larger sizes run but the model has only seen 64x64.
+
+## Sizes
+
+| component | parameters |
+| --- | --- |
+| UNet | %(unet)s |
+| VAE | %(vae)s |
+| text encoder | %(text_encoder)s |
+
+Diffusers-style configuration (also in the file's `__metadata__` as
+`impasto.config`):
+
+```json
+%(configs)s
+```
+
+Number of attention heads (not visible in the weights): UNet 8 per level (SD1
+convention); text encoder 2 (head_dim 64, as in every real CLIP model).
+
+## Training
+
+- Data: 1870 emoji (every fully-qualified emoji of Unicode 15.0 without skin
+  tones) rendered at 64x64 on white; captions from Unicode names and CLDR
+  keywords; shifts of up to 3 px, mirroring where meaning allows.
+- VAE: %(vae_steps)s steps of batch 16 (%(vae_hours)s h on one CPU core), L1 +
+  0.5 gradient-L1 + 1e-4 KL; final training L1 %(vae_l1)s (images in [-1,1]),
+  reconstruction L1 over the data set %(vae_recon)s. Latents normalised exactly
+  so that 0.18215 * latent has unit std per channel (scaling factor unchanged).
+- Text encoder + UNet: %(unet_steps)s steps of batch %(unet_batch)s (%(unet_hours)s h on one
+  CPU core), epsilon objective, Min-SNR-5 weighting, caption dropout 0.1, EMA
+  0.999 (exported); final training MSE %(unet_mse)s.
+- Code: `tools/train-demo-model/` in the Impasto repository (PyTorch from
+  Debian 12, no other downloads); it reproduces the diffusers golden cases
+  before training (`verify_arch.py`).
+
+%(notes)s
+"""
+
+
+def write_card(stats, cfg):
+    notes_path = os.path.join(common.HERE, "card_notes.md")
+    notes = open(notes_path).read().strip() if os.path.exists(notes_path) else ""
+    p = stats["params"]
+    card = CARD % dict(
+        mb=stats["file_bytes"] / 1e6, total_params="{:,}".format(stats["total_params"]),
+        unet="{:,}".format(p["unet"]), vae="{:,}".format(p["vae"]),
+        text_encoder="{:,}".format(p["text_encoder"]),
+        configs=json.dumps(cfg, indent=1), vae_steps=stats["vae_steps"],
+        vae_hours=stats["vae_hours"], vae_l1=last_logged("train_vae.log", "l1"),
+        vae_recon=None if stats["vae_recon_l1"] is None else round(stats["vae_recon_l1"], 4),
+        unet_steps=stats["unet_steps"], unet_hours=stats["unet_hours"],
+        unet_batch=stats.get("unet_batch"), unet_mse=last_logged("train_unet.log", "mse"),
+        notes=notes)
+    with open(os.path.join(MODEL_DIR, "README.md"), "w") as f:
+        f.write(card)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--no-ema", action="store_true", help="export the raw instead of the EMA weights")
@@ -160,10 +258,12 @@ def main():
         golden_tensor_count=n_golden,
         vae_steps=vck["step"], vae_hours=round(vck["seconds"] / 3600, 2), vae_recon_l1=vck.get("recon_l1"),
         unet_steps=uck["step"], unet_hours=round(uck["seconds"] / 3600, 2), ema=not args.no_ema,
+        unet_batch=uck.get("batch"),
         latent_channel_mean=vck.get("latent_channel_mean"), latent_channel_std=vck.get("latent_channel_std"),
     )
     with open(os.path.join(WORK, "export_stats.json"), "w") as f:
         json.dump(dict(stats, configs=cfg), f, indent=1)
+    write_card(stats, cfg)
     print(json.dumps(stats, indent=1))
     print("export: wrote %s (%.2f MB)" % (MODEL_FILE, stats["file_bytes"] / 1e6))
     return 0

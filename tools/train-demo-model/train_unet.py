@@ -119,6 +119,7 @@ def train(args):
     sf = common.SCALING_FACTOR
     budget = common.Budget(args.minutes)
     acc, nacc = 0.0, 0
+    s50 = seconds
     last_save = budget.elapsed()
     while step < args.total_steps and not budget.over():
         t_step = budget.elapsed()
@@ -159,18 +160,19 @@ def train(args):
         nacc += 1
         if step % 50 == 0:
             log("step %d" % step, lr=round(lr, 6), mse=round(acc / nacc, 4),
-                samples_per_s=round(B * 50 / max(seconds - getattr(train, "_s50", 0.0), 1e-9), 2))
-            train._s50 = seconds
+                samples_per_s=round(B * nacc / max(seconds - s50, 1e-9), 2))
+            s50 = seconds
             acc, nacc = 0.0, 0
         if budget.elapsed() - last_save > 600 or step == args.total_steps:
-            _save(ck_path, unet, text, opt, ema_u, ema_t, step, seconds, rng)
+            _save(ck_path, unet, text, opt, ema_u, ema_t, step, seconds, rng, args)
             last_save = budget.elapsed()
-    _save(ck_path, unet, text, opt, ema_u, ema_t, step, seconds, rng)
+    _save(ck_path, unet, text, opt, ema_u, ema_t, step, seconds, rng, args)
     log("stopped", step=step, total=args.total_steps, hours=round(seconds / 3600, 3))
 
 
-def _save(path, unet, text, opt, ema_u, ema_t, step, seconds, rng):
+def _save(path, unet, text, opt, ema_u, ema_t, step, seconds, rng, args):
     common.save_ckpt(path, dict(unet=unet.state_dict(), text=text.state_dict(),
+                                batch=args.batch, total_steps=args.total_steps,
                                 opt=opt.state_dict(), ema_unet=ema_u.shadow,
                                 ema_text=ema_t.shadow, step=step, seconds=seconds,
                                 rng=common.rng_state(), py_rng=rng.getstate(),
