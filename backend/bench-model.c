@@ -1,5 +1,5 @@
 /* bench-model.c: full-size random-weight models for benchmarks, built from a
- * shape table (../shared/golden/shapes/*.json: every tensor name with shape
+ * shape table (../shared/golden/shapes/<model>.json: every tensor name with shape
  * and dtype of a real checkpoint) and cached.
  *
  * Weights are drawn so activations keep a sane scale through the whole

@@ -35,6 +35,19 @@ imp_golden_context (GError **error)
   return the_ctx;
 }
 
+static char *
+member_json (JsonObject *o, const char *member)
+{
+  JsonObject *m = o ? imp_json_object (o, member) : NULL;
+  if (!m)
+    return NULL;
+  JsonNode *node = json_node_new (JSON_NODE_OBJECT);
+  json_node_set_object (node, m);
+  char *text = json_to_string (node, FALSE);
+  json_node_unref (node);
+  return text;
+}
+
 SdPipeline *
 imp_golden_pipeline (ImpGoldenCase *gc, GError **error)
 {
@@ -56,18 +69,16 @@ imp_golden_pipeline (ImpGoldenCase *gc, GError **error)
   SdPipeline *p = g_hash_table_lookup (pipelines, key);
   if (p)
     return p;
-  g_autofree char *unet_json = NULL;
-  JsonObject *unet = gc->model ? imp_json_object (gc->model, "unet") : NULL;
-  if (unet)
-    {
-      JsonNode *node = json_node_new (JSON_NODE_OBJECT);
-      json_node_set_object (node, unet);
-      unet_json = json_to_string (node, FALSE);
-      json_node_unref (node);
-    }
+  /* what single files cannot tell (heads of the tiny models) comes from the
+   * manifest's model entry, exactly as a diffusers folder's config.json */
+  g_autofree char *unet_json = member_json (gc->model, "unet");
+  g_autofree char *te_json = member_json (gc->model, "text_encoder");
+  g_autofree char *te2_json = member_json (gc->model, "text_encoder_2");
   SdPipelineOptions opts = {
     .no_fp16 = !fp16,
     .unet_config_json = unet_json,
+    .text_encoder_config_json = te_json,
+    .text_encoder_2_config_json = te2_json,
   };
   const char *pred = gc->model ? imp_json_string (gc->model, "prediction_type", NULL) : NULL;
   if (pred)

@@ -476,6 +476,58 @@ add_single_file (SdModel *m, SdSafetensors *st, const char *dir, GError **error)
   return add_tensors (m, st, map, error);
 }
 
+/* A config sidecar beside a single file: MODEL.json for MODEL.safetensors,
+ * an object with the diffusers configs of its components ("unet", "vae",
+ * "text_encoder", "text_encoder_2", "scheduler") -- the form of a golden
+ * manifest's model entry. It says what a single file cannot (heads, native
+ * size, prediction type), as the config.json files of a diffusers folder do;
+ * a small or unusual model (like the bundled demo model) ships one. */
+static gboolean
+load_sidecar (SdModel *m, const char *path, GError **error)
+{
+  g_autofree char *stem = g_strdup (path);
+  char *dot = strrchr (stem, '.');
+  char *slash = strrchr (stem, G_DIR_SEPARATOR);
+  if (dot && (!slash || dot > slash))
+    *dot = '\0';
+  g_autofree char *side = g_strconcat (stem, ".json", NULL);
+  if (!g_file_test (side, G_FILE_TEST_IS_REGULAR))
+    return TRUE;
+  g_autoptr (JsonNode) root = load_json_file (side, error);
+  if (root == NULL)
+    return FALSE;
+  if (!JSON_NODE_HOLDS_OBJECT (root))
+    {
+      g_set_error (error, SD_ERROR, SD_ERROR_CORRUPT, "%s: not a JSON object", side);
+      return FALSE;
+    }
+  JsonObject *o = json_node_get_object (root);
+  static const struct
+  {
+    const char *key;
+    int comp;
+  } map[] = { { "unet", SD_COMP_UNET }, { "vae", SD_COMP_VAE }, { "text_encoder", SD_COMP_TEXT_ENCODER },
+              { "text_encoder_2", SD_COMP_TEXT_ENCODER_2 } };
+  for (gsize i = 0; i < G_N_ELEMENTS (map); i++)
+    {
+      JsonNode *n = json_object_get_member (o, map[i].key);
+      if (n && JSON_NODE_HOLDS_OBJECT (n) && m->comp[map[i].comp].config == NULL)
+        {
+          m->comp[map[i].comp].config = json_node_copy (n);
+          m->comp[map[i].comp].config_source = g_strdup_printf ("%s (%s)", side, map[i].key);
+        }
+    }
+  JsonNode *sched = json_object_get_member (o, "scheduler");
+  if (!sched)
+    sched = json_object_get_member (o, "scheduler_config");
+  if (sched && JSON_NODE_HOLDS_OBJECT (sched) && m->scheduler_config == NULL)
+    {
+      m->scheduler_config = json_node_copy (sched);
+      m->scheduler_source = g_strdup_printf ("%s (scheduler)", side);
+    }
+  return TRUE;
+}
+
 /* ---------------------------------------------------------- diffusers folder */
 
 static gboolean
@@ -885,7 +937,8 @@ sd_model_open (const char *path, const SdOpenOptions *options, GError **error)
   SdSafetensors *st = open_st (m, path, error);
   g_autofree char *dir = g_path_get_dirname (path);
   m->root = g_strdup (dir);
-  if (st == NULL || !add_single_file (m, st, dir, error) || !finish (m, options, error))
+  if (st == NULL || !add_single_file (m, st, dir, error) || !load_sidecar (m, path, error)
+      || !finish (m, options, error))
     {
       sd_model_free (m);
       return NULL;

@@ -59,6 +59,8 @@ sd_pipeline_new (IvkContext *ctx, const char *model_path, const SdPipelineOption
     .force_prediction = options->force_prediction,
     .prediction = options->prediction,
     .unet_config_json = options->unet_config_json,
+    .text_encoder_config_json = options->text_encoder_config_json,
+    .text_encoder_2_config_json = options->text_encoder_2_config_json,
   };
   SdModel *model = sd_model_open (model_path, &oo, error);
   if (!model)
@@ -69,6 +71,8 @@ sd_pipeline_new (IvkContext *ctx, const char *model_path, const SdPipelineOption
   p->cfg = *sd_model_get_config (model);
   p->opts = *options;
   p->opts.unet_config_json = NULL;
+  p->opts.text_encoder_config_json = NULL;
+  p->opts.text_encoder_2_config_json = NULL;
   p->tokenizer_dir = g_strdup (options->tokenizer_dir);
   p->opts.tokenizer_dir = NULL;
   p->fp16 = !options->no_fp16;

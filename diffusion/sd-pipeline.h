@@ -33,6 +33,8 @@ typedef struct
   gboolean force_prediction;  /* override the model's prediction type */
   SdPrediction prediction;
   const char *unet_config_json; /* see SdOpenOptions */
+  const char *text_encoder_config_json;
+  const char *text_encoder_2_config_json;
   const char *tokenizer_dir;  /* override where the vocabulary is found */
   /* Release the text encoders after each encoding (less memory, slower). */
   gboolean low_memory;

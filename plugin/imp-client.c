@@ -33,6 +33,7 @@ struct _ImpClient
   char *describe;       /* owned */
   char *log_path;       /* owned */
   char *pid_path;       /* owned */
+  char *token;          /* owned: IMPASTO_TOKEN (TCP servers), or NULL */
 };
 
 static char *
@@ -65,6 +66,8 @@ imp_client_new (void)
       c->session = soup_session_new_with_options ("remote-connectable", addr, "timeout", 0,
                                                   "idle-timeout", 0, NULL);
     }
+  const char *token = g_getenv ("IMPASTO_TOKEN");
+  c->token = token && *token ? g_strdup (token) : NULL;
   c->log_path = runtime_file ("serve-gimp.log");
   c->pid_path = runtime_file ("serve-gimp.pid");
   return c;
@@ -81,6 +84,7 @@ imp_client_free (ImpClient *c)
   g_free (c->describe);
   g_free (c->log_path);
   g_free (c->pid_path);
+  g_free (c->token);
   g_free (c);
 }
 
@@ -124,6 +128,12 @@ pending_start (ImpClient *c, const char *method, const char *path, JsonNode *bod
 
   p->msg = soup_message_new (method, uri);
   g_assert (p->msg); /* paths are ours and valid */
+  if (c->token)
+    {
+      g_autofree char *auth = g_strconcat ("Bearer ", c->token, NULL);
+      soup_message_headers_replace (soup_message_get_request_headers (p->msg), "Authorization",
+                                    auth);
+    }
   if (body)
     {
       gsize len = 0;

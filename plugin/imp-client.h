@@ -2,7 +2,8 @@
  * /sdapi/v1 API), GIMP-independent.
  *
  * Where the backend is:
- *   - IMPASTO_URL=http://host:port: a server on TCP (never started by us);
+ *   - IMPASTO_URL=http://host:port: a server on TCP (never started by us),
+ *     with IMPASTO_TOKEN sent as a bearer token when set;
  *   - otherwise the per-user unix socket IMPASTO_SOCKET, default
  *     $XDG_RUNTIME_DIR/impasto/impasto.sock (the backend's default). When no
  *     server answers there, one is started detached (its own session, stdin

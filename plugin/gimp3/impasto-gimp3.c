@@ -141,24 +141,25 @@ imp_create_procedure (GimpPlugIn *plug_in, const gchar *name)
       "\"\" for the default model, a name from the model folders, or the path of a "
       ".safetensors file or diffusers folder",
       "", G_PARAM_READWRITE);
-  gimp_procedure_add_choice_argument (p, "sampler", "_Sampler", "Sampler", sampler_choice (),
+  gimp_procedure_add_choice_argument (p, "sampler", "Sam_pler", "Sampler", sampler_choice (),
                                       "euler-a", G_PARAM_READWRITE);
   gimp_procedure_add_int_argument (p, "steps", "S_teps", "Sampling steps", 1, IMP_STEPS_MAX,
                                    d.steps, G_PARAM_READWRITE);
-  gimp_procedure_add_double_argument (p, "cfg-scale", "Guidance (_CFG)",
+  gimp_procedure_add_double_argument (p, "cfg-scale", "_Guidance (CFG)",
                                       "Classifier-free guidance scale", 0.0, IMP_CFG_MAX,
                                       d.cfg_scale, G_PARAM_READWRITE);
-  gimp_procedure_add_int_argument (p, "seed", "S_eed", "Seed, -1 for a random one", -1,
+  gimp_procedure_add_int_argument (p, "seed", "See_d", "Seed, -1 for a random one", -1,
                                    IMP_SEED_MAX, -1, G_PARAM_READWRITE);
   gimp_procedure_add_int_argument (
       p, "size", "Working si_ze",
       "The model works on about size x size pixels (aspect kept); 0 = the model's native "
       "resolution, else 64..2048",
       0, IMP_SIZE_MAX, 0, G_PARAM_READWRITE);
+  /* 0..1 (0 is refused when run): GIMP's spin scales want a whole range */
   if (uses & IMP_OPT_STRENGTH)
-    gimp_procedure_add_double_argument (p, "strength", "St_rength",
+    gimp_procedure_add_double_argument (p, "strength", "Str_ength",
                                         "Denoising strength: how much to change (1: from noise)",
-                                        0.01, 1.0, d.strength, G_PARAM_READWRITE);
+                                        0.0, 1.0, d.strength, G_PARAM_READWRITE);
   if (uses & IMP_OPT_USE_SELECTION)
     gimp_procedure_add_boolean_argument (
         p, "use-selection",

@@ -13,7 +13,8 @@
 # model or (gui) Xvfb/xdotool/ImageMagick are missing.
 #
 # IMPASTO_TEST_KEEP=1 keeps the temporary folder; IMPASTO_UPDATE_DOCS=1 (gui)
-# also copies the dialog screenshot to docs/gimp-inpaint-dialog.png.
+# also copies the screenshots of the dialog and of the result to docs/ (the
+# README shows them).
 set -u
 
 CASE=${1:?case}
@@ -489,7 +490,7 @@ EOF
   expect "$log" undone.selection 1
   $CHECK same "$T/in.png" "$T/gui-undone.png" || fail "undo did not restore the image"
   if [ "${IMPASTO_UPDATE_DOCS:-0}" = 1 ]; then
-    mkdir -p "$src/docs" && cp "$out/gimp-inpaint-dialog.png" "$src/docs/gimp-inpaint-dialog.png"
+    mkdir -p "$src/docs" && cp "$out/gimp-inpaint-dialog.png" "$out/gimp-inpaint-result.png" "$src/docs/"
   fi
 }
 

@@ -261,8 +261,13 @@ if [ -z "\$wid" ]; then echo "no dialog appeared"; kill \$gimp; exit 1; fi
 sleep 3
 import -window "\$wid" "$ARTEFACTS/gimp3-inpaint-dialog.png"
 import -window root "$ARTEFACTS/gimp3-inpaint-screen.png"
-# OK by its mnemonic (_OK): Return would go to the prompt's text view
-xdotool key --window "\$wid" alt+o
+# OK by its mnemonic (_OK): Return would go to the prompt's text view. GTK 3
+# takes XTEST input (not XSendEvent): focus the window (no window manager
+# here), then type.
+xdotool windowfocus --sync "\$wid"
+sleep 0.5
+xdotool key alt+o
+echo "dialog \$wid: shot, OK pressed"
 for _ in \$(seq 1200); do
   grep -aq 'script-fu-Warning: PHASE1' "$T/gui.log" && break
   kill -0 \$gimp 2>/dev/null || break
@@ -271,7 +276,12 @@ done
 sleep 1
 import -window root "$ARTEFACTS/gimp3-inpaint-result.png"
 img=\$(xdotool search --name 'in\.png.* – GIMP\$' 2>/dev/null | head -n 1)
-[ -n "\$img" ] && { xdotool windowfocus --sync "\$img" 2>/dev/null; sleep 1; xdotool key --window "\$img" ctrl+z; sleep 2; }
+if [ -n "\$img" ]; then
+  xdotool windowfocus --sync "\$img" 2>/dev/null; sleep 1; xdotool key ctrl+z; sleep 2
+  echo "undo sent to \$img"
+else
+  echo "no image window"
+fi
 touch "$T/undone"
 for _ in \$(seq 240); do kill -0 \$gimp 2>/dev/null || break; sleep 0.5; done
 kill \$gimp 2>/dev/null
