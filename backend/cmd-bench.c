@@ -14,19 +14,15 @@
 
 #include <json-glib/json-glib.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "bench.h"
 #include "commands.h"
 #include "ivk-half.h"
 #include "ivk-ops.h"
-
-typedef struct
-{
-  int runs;
-  gboolean json;
-  const char *filter; /* substring of case names, or NULL */
-} BenchOptions;
+#include "sd-error.h"
 
 /* ---- ops ---------------------------------------------------------------- */
 
@@ -241,11 +237,37 @@ cmp_double (gconstpointer a, gconstpointer b)
   return x < y ? -1 : x > y;
 }
 
-static double
-median (double *v, int n)
+double
+bench_median (double *v, int n)
 {
   qsort (v, n, sizeof *v, cmp_double);
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+#define median bench_median
+
+const char *
+bench_load_average (void)
+{
+  static char buf[64];
+  g_autofree char *s = NULL;
+  double a, b, c;
+  if (g_file_get_contents ("/proc/loadavg", &s, NULL, NULL) && sscanf (s, "%lf %lf %lf", &a, &b, &c) == 3)
+    g_snprintf (buf, sizeof buf, "%.2f %.2f %.2f", a, b, c);
+  else
+    g_strlcpy (buf, "unknown", sizeof buf);
+  return buf;
+}
+
+void
+bench_say (BenchReport *r, const char *format, ...)
+{
+  if (!r->out)
+    return;
+  va_list ap;
+  va_start (ap, format);
+  vfprintf (r->out, format, ap);
+  va_end (ap);
 }
 
 static gboolean
@@ -335,36 +357,21 @@ cpu_gemm_ms (int n, int runs)
   return median (t, runs);
 }
 
-static int
-bench_ops (const BenchOptions *opt, int argc, char **argv)
+static void
+json_add (JsonObject *o, const char *name, double v)
 {
-  g_autoptr (GError) error = NULL;
-  g_autoptr (IvkContext) ctx = ivk_context_new (NULL, &error);
-  if (!ctx)
-    {
-      fprintf (stderr, "impasto bench: %s\n", error->message);
-      return IMP_EXIT_FAILURE;
-    }
-  const IvkDeviceInfo *info = ivk_context_get_info (ctx);
-  g_autoptr (JsonBuilder) jb = json_builder_new ();
-  json_builder_begin_object (jb);
-  json_builder_set_member_name (jb, "device");
-  json_builder_add_string_value (jb, info->name);
-  json_builder_set_member_name (jb, "driver");
-  json_builder_add_string_value (jb, info->driver);
-  json_builder_set_member_name (jb, "runs");
-  json_builder_add_int_value (jb, opt->runs);
-  json_builder_set_member_name (jb, "ops");
-  json_builder_begin_array (jb);
-  if (!opt->json)
-    {
-      printf ("device: %s (%s)%s\n", info->name, info->driver,
-              info->texel_buffers ? "" : ", texel buffers off");
-      printf ("median of %d runs; GPU time from timestamps, wall time per submit; 'first' is the "
-              "first run (pipeline JIT on lavapipe)\n\n", opt->runs);
-      printf ("%-11s %-45s %-7s %9s %9s %8s %8s %9s\n", "op", "shape", "prec", "GFLOP/s", "GB/s",
-              "gpu ms", "wall ms", "first ms");
-    }
+  json_object_set_double_member (o, name, isfinite (v) ? v : 0.0);
+}
+
+static gboolean
+bench_ops (BenchReport *rep, GError **error)
+{
+  const BenchOptions *opt = rep->opt;
+  const IvkDeviceInfo *info = ivk_context_get_info (rep->ctx);
+  bench_say (rep, "median of %d runs; GPU time from timestamps, wall time per submit; 'first' is the "
+                  "first run (pipeline JIT on lavapipe)\n\n", opt->runs);
+  bench_say (rep, "%-11s %-45s %-7s %9s %9s %8s %8s %9s\n", "op", "shape", "prec", "GFLOP/s", "GB/s",
+             "gpu ms", "wall ms", "first ms");
   int failures = 0;
   for (gsize i = 0; i < G_N_ELEMENTS (op_cases); i++)
     {
@@ -379,7 +386,7 @@ bench_ops (const BenchOptions *opt, int argc, char **argv)
         continue;
       OpResult r = { 0 };
       g_autoptr (GError) e = NULL;
-      if (!run_op_case (ctx, c, opt->runs, &r, &e))
+      if (!run_op_case (rep->ctx, c, opt->runs, &r, &e))
         {
           fprintf (stderr, "impasto bench: %s: %s\n", full, e->message);
           failures++;
@@ -387,62 +394,129 @@ bench_ops (const BenchOptions *opt, int argc, char **argv)
         }
       double gflops = r.flops / (r.gpu_ms * 1e6);
       double gbps = r.bytes / (r.gpu_ms * 1e6);
-      if (!opt->json)
-        {
-          printf ("%-11s %-45s %-7s %9.2f %9.2f %8.2f %8.2f %9.1f\n", c->name, c->shape, prec,
-                  gflops, gbps, r.gpu_ms, r.wall_ms, r.first_ms);
-          fflush (stdout);
-        }
-      json_builder_begin_object (jb);
-      json_builder_set_member_name (jb, "op");
-      json_builder_add_string_value (jb, c->name);
-      json_builder_set_member_name (jb, "shape");
-      json_builder_add_string_value (jb, c->shape);
-      json_builder_set_member_name (jb, "precision");
-      json_builder_add_string_value (jb, prec);
-      json_builder_set_member_name (jb, "gflops");
-      json_builder_add_double_value (jb, gflops);
-      json_builder_set_member_name (jb, "gbps");
-      json_builder_add_double_value (jb, gbps);
-      json_builder_set_member_name (jb, "gpu_ms");
-      json_builder_add_double_value (jb, r.gpu_ms);
-      json_builder_set_member_name (jb, "wall_ms");
-      json_builder_add_double_value (jb, r.wall_ms);
-      json_builder_set_member_name (jb, "first_ms");
-      json_builder_add_double_value (jb, r.first_ms);
-      json_builder_end_object (jb);
+      bench_say (rep, "%-11s %-45s %-7s %9.2f %9.2f %8.2f %8.2f %9.1f\n", c->name, c->shape, prec,
+                 gflops, gbps, r.gpu_ms, r.wall_ms, r.first_ms);
+      if (rep->out)
+        fflush (rep->out);
+      JsonObject *o = json_object_new ();
+      json_object_set_string_member (o, "target", "op");
+      json_object_set_string_member (o, "op", c->name);
+      json_object_set_string_member (o, "shape", c->shape);
+      json_object_set_string_member (o, "precision", prec);
+      json_add (o, "gflops", gflops);
+      json_add (o, "gbps", gbps);
+      json_add (o, "gpu_ms", r.gpu_ms);
+      json_add (o, "wall_ms", r.wall_ms);
+      json_add (o, "first_ms", r.first_ms);
+      json_array_add_object_element (rep->results, o);
     }
-  json_builder_end_array (jb);
-
   if (!opt->filter || strstr ("cpu gemm", opt->filter))
     {
       const int n = 1024;
       double ms = cpu_gemm_ms (n, MAX (1, MIN (opt->runs, 3)));
       double gflops = 2.0 * n * n * n / (ms * 1e6);
-      if (!opt->json)
-        printf ("%-11s %-45s %-7s %9.2f %9s %8.2f %8s %9s\n", "cpu-gemm",
-                "1024^3 naive i-k-j, 1 thread (reference)", "f32", gflops, "-", ms, "-", "-");
-      json_builder_set_member_name (jb, "cpu_gemm");
-      json_builder_begin_object (jb);
-      json_builder_set_member_name (jb, "n");
-      json_builder_add_int_value (jb, n);
-      json_builder_set_member_name (jb, "gflops");
-      json_builder_add_double_value (jb, gflops);
-      json_builder_set_member_name (jb, "ms");
-      json_builder_add_double_value (jb, ms);
-      json_builder_end_object (jb);
+      bench_say (rep, "%-11s %-45s %-7s %9.2f %9s %8.2f %8s %9s\n", "cpu-gemm",
+                 "1024^3 naive i-k-j, 1 thread (reference)", "f32", gflops, "-", ms, "-", "-");
+      JsonObject *o = json_object_new ();
+      json_object_set_string_member (o, "target", "cpu_gemm");
+      json_object_set_int_member (o, "n", n);
+      json_add (o, "gflops", gflops);
+      json_add (o, "ms", ms);
+      json_array_add_object_element (rep->results, o);
     }
-  json_builder_end_object (jb);
-  if (opt->json)
+  if (failures)
+    g_set_error (error, IVK_ERROR, IVK_ERROR_FAILED, "%d op case%s failed", failures, failures > 1 ? "s" : "");
+  return failures == 0;
+}
+
+/* ---- the device's best GEMM ------------------------------------------------ */
+
+typedef struct
+{
+  gint64 m, k, n;
+} GemmShape;
+
+/* Linear layers of the shapes SD runs most (tokens x channels), large enough
+ * that launch costs vanish: the figure the networks' GFLOP/s are held against. */
+static const GemmShape gemm_shapes[] = {
+  { 2048, 640, 640 },
+  { 2048, 1280, 1280 },
+  { 4096, 320, 1280 },
+};
+
+static gboolean
+gemm_case (IvkContext *ctx, const GemmShape *gs, IvkDType dt, int runs, double *gflops, GError **error)
+{
+  g_autoptr (IvkWeightStore) ws = ivk_weight_store_new (ctx);
+  g_autoptr (IvkGraph) g = ivk_graph_new (ctx, "best-gemm", IVK_GRAPH_PROFILE);
+  gint64 wshape[2] = { gs->n, gs->k };
+  IvkTensor *w = rand_weight (ws, dt, 2, wshape, 0.05f, error);
+  if (!w)
+    return FALSE;
+  gint64 xs[2] = { gs->m, gs->k };
+  IvkTensor *out = ivk_linear (g, ivk_graph_input (g, "x", dt, 2, xs), w, NULL);
+  ivk_graph_output (g, out, "out");
+  if (!ivk_graph_compile (g, error) || !ivk_graph_run (g, error))
+    return FALSE;
+  g_autofree double *t = g_new (double, runs);
+  for (int r = 0; r < runs; r++)
     {
-      g_autoptr (JsonGenerator) gen = json_generator_new ();
-      g_autoptr (JsonNode) root = json_builder_get_root (jb);
-      json_generator_set_root (gen, root);
-      json_generator_set_pretty (gen, TRUE);
-      g_autofree char *s = json_generator_to_data (gen, NULL);
-      printf ("%s\n", s);
+      if (!ivk_graph_run (g, error))
+        return FALSE;
+      GArray *prof = ivk_graph_get_profile (g);
+      t[r] = 0;
+      for (guint i = 0; i < prof->len; i++)
+        t[r] += g_array_index (prof, IvkNodeProfile, i).ms;
     }
-  return failures ? IMP_EXIT_FAILURE : IMP_EXIT_OK;
+  double ms = median (t, runs);
+  *gflops = ms > 0 ? 2.0 * gs->m * gs->k * gs->n / (ms * 1e6) : 0;
+  return TRUE;
+}
+
+double
+bench_best_gemm (BenchReport *r, IvkDType dt, GError **error)
+{
+  if (r->best_gemm_gflops > 0 && r->best_gemm_dtype == dt)
+    return r->best_gemm_gflops;
+  double best = 0;
+  char shape[96] = "";
+  JsonArray *ja = json_array_new ();
+  for (gsize i = 0; i < G_N_ELEMENTS (gemm_shapes); i++)
+    {
+      const GemmShape *gs = &gemm_shapes[i];
+      double gf = 0;
+      if (!gemm_case (r->ctx, gs, dt, MAX (3, MIN (r->opt->runs, 5)), &gf, error))
+        {
+          json_array_unref (ja);
+          return 0;
+        }
+      JsonObject *o = json_object_new ();
+      json_object_set_int_member (o, "m", gs->m);
+      json_object_set_int_member (o, "k", gs->k);
+      json_object_set_int_member (o, "n", gs->n);
+      json_add (o, "gflops", gf);
+      json_array_add_object_element (ja, o);
+      if (gf > best)
+        {
+          best = gf;
+          g_snprintf (shape, sizeof shape, "%" G_GINT64_FORMAT "x%" G_GINT64_FORMAT " @ [%" G_GINT64_FORMAT
+                      ",%" G_GINT64_FORMAT "]^T %s", gs->m, gs->k, gs->n, gs->k, ivk_dtype_name (dt));
+        }
+    }
+  r->best_gemm_gflops = best;
+  r->best_gemm_dtype = dt;
+  g_strlcpy (r->best_gemm_shape, shape, sizeof r->best_gemm_shape);
+  bench_say (r, "best GEMM of this device in this run: %.2f GFLOP/s (%s; median GPU time of %d runs; load average %s)\n",
+             best, shape, MAX (3, MIN (r->opt->runs, 5)), bench_load_average ());
+  JsonObject *o = json_object_new ();
+  json_object_set_string_member (o, "target", "best_gemm");
+  json_object_set_string_member (o, "precision", ivk_dtype_name (dt));
+  json_add (o, "gflops", best);
+  json_object_set_string_member (o, "shape", shape);
+  json_object_set_array_member (o, "cases", ja);
+  json_object_set_string_member (o, "load_average", bench_load_average ());
+  json_array_add_object_element (r->results, o);
+  return best;
 }
 
 /* ---- targets ------------------------------------------------------------- */
@@ -451,26 +525,54 @@ typedef struct
 {
   const char *name;
   const char *summary;
-  int (*run) (const BenchOptions *opt, int argc, char **argv);
+  gboolean (*run) (BenchReport *r, GError **error);
 } BenchTarget;
 
-/* One row per target; `impasto bench unet` etc. are added here. */
+/* One row per target. */
 static const BenchTarget bench_targets[] = {
   { "ops", "every op at SD shapes: GFLOP/s, GB/s (plus a CPU GEMM for scale)", bench_ops },
+  { "text", "text encoding of a prompt and a negative prompt (full-size model)", bench_text },
+  { "unet", "one UNet call (default batch 2, the CFG pair) at 256 and 512 (SDXL: 1024)", bench_unet },
+  { "vae", "VAE decode (default 512x512)", bench_vae },
+  { "load", "model load, cold (file dropped from the page cache) and warm", bench_load },
+  { "all", "load, text, unet 256 and 512, vae 512; SDXL 1024 where the device has the memory", bench_all },
 };
 
 static void
 usage (FILE *out)
 {
-  fprintf (out, "Usage: impasto bench TARGET [--json] [--runs N] [--filter TEXT]\n\nTargets:\n");
+  fprintf (out, "Usage: impasto bench TARGET [OPTIONS]\n\nTargets:\n");
   for (gsize i = 0; i < G_N_ELEMENTS (bench_targets); i++)
-    fprintf (out, "  %-10s %s\n", bench_targets[i].name, bench_targets[i].summary);
+    fprintf (out, "  %-6s %s\n", bench_targets[i].name, bench_targets[i].summary);
   fprintf (out, "\nOptions:\n"
-                "  --json         machine-readable output\n"
-                "  --runs N       timed runs per case (median reported; default 5)\n"
-                "  --filter TEXT  only cases whose description contains TEXT\n"
+                "  --model M      sd15 or sdxl (random-weight full-size models built once from the\n"
+                "                 shape tables and cached under $XDG_CACHE_HOME/impasto/bench/), or a\n"
+                "                 checkpoint path (default sd15)\n"
+                "  --size N       image side in pixels (unet default 256 and 512, SDXL 1024; vae 512)\n"
+                "  --batch N      batch (unet default 2: the CFG pair; vae 1)\n"
+                "  --runs N       timed runs per measurement (median reported; default 5, nets 3)\n"
+                "  --json [FILE]  write the figures as JSON to FILE (alone: to stdout, no tables)\n"
+                "  --fp32         no fp16 storage even where the device has it\n"
+                "  --no-profile   skip the extra run with per-dispatch timestamps\n"
+                "  --shapes DIR   where the shape tables are (default the golden data's shapes/;\n"
+                "                 also IMPASTO_BENCH_SHAPES)\n"
+                "  --filter TEXT  ops: only cases whose description contains TEXT\n"
                 "\nEnvironment: IMPASTO_DEVICE, IMPASTO_NO_FP16, IMPASTO_NO_TEXEL, "
                 "IMPASTO_GEMM_TILES=wx,wy,tm,tn\n");
+}
+
+static gboolean
+parse_int (const char *opt, const char *s, int lo, int hi, int *out)
+{
+  char *end = NULL;
+  gint64 v = g_ascii_strtoll (s, &end, 10);
+  if (!end || *end || v < lo || v > hi)
+    {
+      fprintf (stderr, "impasto bench: %s wants a number from %d to %d\n", opt, lo, hi);
+      return FALSE;
+    }
+  *out = (int) v;
+  return TRUE;
 }
 
 int
@@ -491,33 +593,128 @@ cmd_bench (int argc, char **argv)
       usage (stderr);
       return IMP_EXIT_USAGE;
     }
-  BenchOptions opt = { .runs = 5 };
-  int rest = 2;
-  for (; rest < argc; rest++)
+  BenchOptions opt = { .runs = target->run == bench_ops ? 5 : 3 };
+  for (int i = 2; i < argc; i++)
     {
-      const char *a = argv[rest];
+      const char *a = argv[i];
+      gboolean has_val = i + 1 < argc;
       if (strcmp (a, "--json") == 0)
-        opt.json = TRUE;
-      else if (strcmp (a, "--runs") == 0 && rest + 1 < argc)
         {
-          char *end = NULL;
-          gint64 v = g_ascii_strtoll (argv[++rest], &end, 10);
-          if (!end || *end || v < 1 || v > 1000)
+          if (has_val && strncmp (argv[i + 1], "--", 2) != 0 && strcmp (argv[i + 1], "-") != 0)
+            opt.json_file = argv[++i];
+          else
             {
-              fprintf (stderr, "impasto bench: --runs wants a number from 1 to 1000\n");
-              return IMP_EXIT_USAGE;
+              if (has_val && strcmp (argv[i + 1], "-") == 0)
+                i++;
+              opt.json_stdout = TRUE;
             }
-          opt.runs = (int) v;
         }
-      else if (strcmp (a, "--filter") == 0 && rest + 1 < argc)
-        opt.filter = argv[++rest];
+      else if (strcmp (a, "--runs") == 0 && has_val)
+        {
+          if (!parse_int (a, argv[++i], 1, 1000, &opt.runs))
+            return IMP_EXIT_USAGE;
+        }
+      else if (strcmp (a, "--size") == 0 && has_val)
+        {
+          if (!parse_int (a, argv[++i], 64, 8192, &opt.size))
+            return IMP_EXIT_USAGE;
+        }
+      else if (strcmp (a, "--batch") == 0 && has_val)
+        {
+          if (!parse_int (a, argv[++i], 1, 64, &opt.batch))
+            return IMP_EXIT_USAGE;
+        }
+      else if (strcmp (a, "--filter") == 0 && has_val)
+        opt.filter = argv[++i];
+      else if (strcmp (a, "--model") == 0 && has_val)
+        opt.model = argv[++i];
+      else if (strcmp (a, "--shapes") == 0 && has_val)
+        opt.shapes_dir = argv[++i];
+      else if (strcmp (a, "--fp32") == 0)
+        opt.fp32 = TRUE;
+      else if (strcmp (a, "--no-profile") == 0)
+        opt.no_profile = TRUE;
       else
-        break; /* target-specific arguments follow */
+        {
+          fprintf (stderr, "impasto bench %s: unknown option '%s'\n", target->name, a);
+          return IMP_EXIT_USAGE;
+        }
     }
-  if (rest < argc && target->run == bench_ops)
+
+  g_autoptr (GError) error = NULL;
+  g_autoptr (IvkContext) ctx = ivk_context_new (NULL, &error);
+  if (!ctx)
     {
-      fprintf (stderr, "impasto bench ops: unknown option '%s'\n", argv[rest]);
-      return IMP_EXIT_USAGE;
+      fprintf (stderr, "impasto bench: %s\n", error->message);
+      return IMP_EXIT_FAILURE;
     }
-  return target->run (&opt, argc - rest, argv + rest);
+  const IvkDeviceInfo *info = ivk_context_get_info (ctx);
+  BenchReport rep = {
+    .opt = &opt,
+    .ctx = ctx,
+    .results = json_array_new (),
+    .out = opt.json_stdout ? NULL : stdout,
+  };
+  char load_start[64];
+  g_strlcpy (load_start, bench_load_average (), sizeof load_start);
+  bench_say (&rep, "device: %s (%s)%s%s; %u CPUs; load average %s\n", info->name, info->driver,
+             info->texel_buffers ? "" : ", texel buffers off", info->use_fp16 ? "" : ", no fp16",
+             g_get_num_processors (), load_start);
+  gint64 t0 = g_get_monotonic_time ();
+  gboolean ok = target->run (&rep, &error);
+  double total_s = (g_get_monotonic_time () - t0) / 1e6;
+  if (!ok)
+    fprintf (stderr, "impasto bench %s: %s\n", target->name, error ? error->message : "failed");
+
+  if (opt.json_stdout || opt.json_file)
+    {
+      JsonObject *root = json_object_new ();
+      json_object_set_string_member (root, "impasto_version", IMPASTO_VERSION);
+      json_object_set_string_member (root, "target", target->name);
+      JsonObject *dev = json_object_new ();
+      json_object_set_string_member (dev, "name", info->name);
+      json_object_set_string_member (dev, "driver", info->driver);
+      json_object_set_boolean_member (dev, "is_cpu", info->is_cpu);
+      json_object_set_boolean_member (dev, "fp16", info->use_fp16);
+      json_object_set_boolean_member (dev, "texel_buffers", info->texel_buffers);
+      json_object_set_boolean_member (dev, "cooperative_matrix", info->coopmat);
+      json_object_set_int_member (dev, "device_local_bytes", (gint64) info->device_local_bytes);
+      json_object_set_int_member (dev, "max_storage_buffer_range", (gint64) info->max_storage_buffer_range);
+      json_object_set_object_member (root, "device", dev);
+      json_object_set_int_member (root, "cpus", g_get_num_processors ());
+      json_object_set_string_member (root, "load_average_start", load_start);
+      json_object_set_string_member (root, "load_average_end", bench_load_average ());
+      json_object_set_int_member (root, "runs", opt.runs);
+      json_object_set_double_member (root, "total_seconds", total_s);
+      json_object_set_boolean_member (root, "ok", ok);
+      if (!ok && error)
+        json_object_set_string_member (root, "error", error->message);
+      json_object_set_array_member (root, "results", rep.results);
+      g_autoptr (JsonNode) node = json_node_new (JSON_NODE_OBJECT);
+      json_node_take_object (node, root);
+      g_autoptr (JsonGenerator) gen = json_generator_new ();
+      json_generator_set_root (gen, node);
+      json_generator_set_pretty (gen, TRUE);
+      if (opt.json_file)
+        {
+          g_autoptr (GError) e = NULL;
+          if (!json_generator_to_file (gen, opt.json_file, &e))
+            {
+              fprintf (stderr, "impasto bench: %s\n", e->message);
+              return IMP_EXIT_FAILURE;
+            }
+          bench_say (&rep, "\nwrote %s\n", opt.json_file);
+        }
+      else
+        {
+          g_autofree char *str = json_generator_to_data (gen, NULL);
+          printf ("%s\n", str);
+        }
+    }
+  else
+    json_array_unref (rep.results);
+  if (!ok && error && error->domain == SD_ERROR
+      && (error->code == SD_ERROR_INVALID_ARG))
+    return IMP_EXIT_USAGE;
+  return ok ? IMP_EXIT_OK : IMP_EXIT_FAILURE;
 }

@@ -652,6 +652,8 @@ ivk_context_unref (IvkContext *ctx)
   if (ctx->instance)
     vkDestroyInstance (ctx->instance, NULL);
   g_free (ctx->pipeline_cache_path);
+  if (ctx->profile_sink)
+    g_array_unref (ctx->profile_sink);
   g_mutex_clear (&ctx->lock);
   g_free (ctx);
 }
@@ -691,7 +693,68 @@ ivk_context_reset_peak (IvkContext *ctx)
 {
   g_mutex_lock (&ctx->lock);
   ctx->peak = ctx->allocated;
+  ctx->largest_binding = 0;
   g_mutex_unlock (&ctx->lock);
+}
+
+guint64
+ivk_context_get_largest_binding (IvkContext *ctx)
+{
+  g_mutex_lock (&ctx->lock);
+  guint64 v = ctx->largest_binding;
+  g_mutex_unlock (&ctx->lock);
+  return v;
+}
+
+void
+ivk_context_note_binding (IvkContext *ctx, guint64 bytes)
+{
+  g_mutex_lock (&ctx->lock);
+  ctx->largest_binding = MAX (ctx->largest_binding, bytes);
+  g_mutex_unlock (&ctx->lock);
+}
+
+void
+ivk_context_set_profiling (IvkContext *ctx, gboolean on)
+{
+  g_mutex_lock (&ctx->lock);
+  ctx->profiling = on;
+  g_mutex_unlock (&ctx->lock);
+}
+
+gboolean
+ivk_context_get_profiling (IvkContext *ctx)
+{
+  g_mutex_lock (&ctx->lock);
+  gboolean v = ctx->profiling;
+  g_mutex_unlock (&ctx->lock);
+  return v;
+}
+
+void
+ivk_context_add_profile (IvkContext *ctx, const IvkNodeProfile *p, guint n)
+{
+  g_mutex_lock (&ctx->lock);
+  if (!ctx->profile_sink)
+    ctx->profile_sink = g_array_new (FALSE, FALSE, sizeof (IvkNodeProfile));
+  for (guint i = 0; i < n; i++)
+    {
+      IvkNodeProfile q = p[i];
+      q.op = g_intern_string (q.op);
+      q.name = g_intern_string (q.name);
+      g_array_append_val (ctx->profile_sink, q);
+    }
+  g_mutex_unlock (&ctx->lock);
+}
+
+GArray *
+ivk_context_take_profile (IvkContext *ctx)
+{
+  g_mutex_lock (&ctx->lock);
+  GArray *a = ctx->profile_sink ? ctx->profile_sink : g_array_new (FALSE, FALSE, sizeof (IvkNodeProfile));
+  ctx->profile_sink = NULL;
+  g_mutex_unlock (&ctx->lock);
+  return a;
 }
 
 gboolean

@@ -24,7 +24,8 @@ struct _IvkGraph
   GPtrArray *arena;   /* IvkBuffer*, owned: activation arena chunks */
   IvkBuffer *io;      /* inputs and outputs (host-visible) */
   VkDescriptorPool desc_pool;
-  VkCommandBuffer cb;
+  VkCommandBuffer cb;      /* plain replay */
+  VkCommandBuffer cb_prof; /* with timestamps around every dispatch, or NULL */
   VkQueryPool query_pool;
   guint64 arena_bytes, naive_bytes, io_bytes;
   guint n_barriers;
@@ -62,10 +63,13 @@ ivk_graph_free (IvkGraph *g)
   if (!g)
     return;
   VkDevice dev = g->ctx->device;
-  if (g->cb)
+  if (g->cb || g->cb_prof)
     {
       g_mutex_lock (&g->ctx->lock);
-      vkFreeCommandBuffers (dev, g->ctx->cmd_pool, 1, &g->cb);
+      if (g->cb)
+        vkFreeCommandBuffers (dev, g->ctx->cmd_pool, 1, &g->cb);
+      if (g->cb_prof && g->cb_prof != g->cb)
+        vkFreeCommandBuffers (dev, g->ctx->cmd_pool, 1, &g->cb_prof);
       g_mutex_unlock (&g->ctx->lock);
     }
   if (g->desc_pool)
@@ -360,7 +364,15 @@ ivk_graph_add_dispatch (IvkGraph *g, const IvkDispatch *d)
         }
       root->last_use = MAX (root->last_use, index);
     }
+  /* label: the op and its output, e.g. "conv2d f16[2,320,32,32]" (profiles) */
   node.label = g_strdup (d->op);
+  for (guint i = 0; i < d->n_bind; i++)
+    if (d->write_mask & (1u << i))
+      {
+        g_free (node.label);
+        node.label = g_strdup_printf ("%s %s", d->op, ivk_tensor_describe (d->bind[i]));
+        break;
+      }
   g_array_append_val (g->nodes, node);
   return TRUE;
 }
@@ -502,6 +514,7 @@ binding_of (IvkGraph *g, IvkTensor *t, VkDescriptorBufferInfo *info, guint32 *el
       return FALSE;
     }
   range = MIN (range, ivk_buffer_get_size (root->buffer) - aligned);
+  ivk_context_note_binding (g->ctx, range);
   info->buffer = ivk_buffer_get_handle (root->buffer);
   info->offset = aligned;
   info->range = range;
@@ -547,6 +560,7 @@ texel_binding_of (IvkGraph *g, IvkTensor *t, guint8 kind, VkBufferView *view, gu
                    info->max_texel_elements);
       return FALSE;
     }
+  ivk_context_note_binding (g->ctx, range);
   VkBufferViewCreateInfo ci = {
     .sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
     .buffer = ivk_buffer_get_handle (root->buffer),
@@ -563,6 +577,120 @@ texel_binding_of (IvkGraph *g, IvkTensor *t, guint8 kind, VkBufferView *view, gu
       return FALSE;
     }
   *elem_offset = (guint32) ((off - aligned) / es);
+  return TRUE;
+}
+
+/* Record the graph's dispatches into a new command buffer. With `profile`,
+ * a timestamp follows every dispatch and every dispatch waits for the one
+ * before (clean per-dispatch times); otherwise barriers go only where a
+ * dispatch touches what an earlier one since the last barrier wrote (or
+ * writes what one read). */
+static gboolean
+record (IvkGraph *g, gboolean profile, VkCommandBuffer *out, GError **error)
+{
+  IvkContext *ctx = g->ctx;
+  const guint n_nodes = g->nodes->len;
+  VkCommandBufferAllocateInfo cai = {
+    .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+    .commandPool = ctx->cmd_pool,
+    .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+    .commandBufferCount = 1,
+  };
+  VkCommandBuffer cb;
+  g_mutex_lock (&ctx->lock);
+  VkResult r = vkAllocateCommandBuffers (ctx->device, &cai, &cb);
+  g_mutex_unlock (&ctx->lock);
+  if (r != VK_SUCCESS)
+    {
+      ivk_set_error_from_result (error, r, "allocating a command buffer");
+      return FALSE;
+    }
+  if (profile && ctx->info.timestamps && n_nodes > 0 && !g->query_pool)
+    {
+      VkQueryPoolCreateInfo qci = {
+        .sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+        .queryType = VK_QUERY_TYPE_TIMESTAMP,
+        .queryCount = n_nodes + 1,
+      };
+      if (vkCreateQueryPool (ctx->device, &qci, NULL, &g->query_pool) != VK_SUCCESS)
+        g->query_pool = VK_NULL_HANDLE;
+    }
+  VkQueryPool qp = profile ? g->query_pool : VK_NULL_HANDLE;
+  VkCommandBufferBeginInfo bi = { .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO };
+  vkBeginCommandBuffer (cb, &bi);
+  if (qp)
+    {
+      vkCmdResetQueryPool (cb, qp, 0, n_nodes + 1);
+      vkCmdWriteTimestamp (cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, qp, 0);
+    }
+  GArray *pending_w = g_array_new (FALSE, FALSE, sizeof (Range));
+  GArray *pending_r = g_array_new (FALSE, FALSE, sizeof (Range));
+  const VkMemoryBarrier mb = {
+    .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+    .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
+    .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT,
+  };
+  guint n_barriers = 0;
+  for (guint i = 0; i < n_nodes; i++)
+    {
+      IvkNode *node = &g_array_index (g->nodes, IvkNode, i);
+      Range rr[IVK_MAX_BINDINGS];
+      gboolean need = qp != VK_NULL_HANDLE; /* profiling: serialise for clean times */
+      for (guint b = 0; b < node->n_bind; b++)
+        {
+          guint64 voff;
+          IvkTensor *root = root_of (node->bind[b], &voff);
+          rr[b].buf = ivk_buffer_get_handle (root->buffer);
+          rr[b].begin = root->offset + voff;
+          rr[b].end = rr[b].begin + ivk_tensor_span_bytes (node->bind[b]);
+          gboolean writes = (node->write_mask >> b) & 1;
+          if (ranges_hit (pending_w, &rr[b]) || (writes && ranges_hit (pending_r, &rr[b])))
+            need = TRUE;
+        }
+      if (need && i > 0)
+        {
+          vkCmdPipelineBarrier (cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                                VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+          g_array_set_size (pending_w, 0);
+          g_array_set_size (pending_r, 0);
+          n_barriers++;
+          if (!profile)
+            node->barrier_before = TRUE;
+        }
+      for (guint b = 0; b < node->n_bind; b++)
+        g_array_append_val (((node->write_mask >> b) & 1) ? pending_w : pending_r, rr[b]);
+
+      vkCmdBindPipeline (cb, VK_PIPELINE_BIND_POINT_COMPUTE, node->pipe->pipeline);
+      VkPipelineLayout layout = ivk_context_get_pipeline_layout_kinds (ctx, node->n_bind, node->kind);
+      vkCmdBindDescriptorSets (cb, VK_PIPELINE_BIND_POINT_COMPUTE, layout, 0, 1, &node->set, 0,
+                               NULL);
+      vkCmdPushConstants (cb, layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, node->push_size, node->push);
+      vkCmdDispatch (cb, node->groups[0], node->groups[1], node->groups[2]);
+      if (qp)
+        vkCmdWriteTimestamp (cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, qp, i + 1);
+    }
+  g_array_free (pending_w, TRUE);
+  g_array_free (pending_r, TRUE);
+  /* make shader writes visible to the host (outputs are read after the fence) */
+  const VkMemoryBarrier hb = {
+    .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+    .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
+    .dstAccessMask = VK_ACCESS_HOST_READ_BIT,
+  };
+  vkCmdPipelineBarrier (cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1,
+                        &hb, 0, NULL, 0, NULL);
+  r = vkEndCommandBuffer (cb);
+  if (r != VK_SUCCESS)
+    {
+      ivk_set_error_from_result (error, r, "recording commands");
+      g_mutex_lock (&ctx->lock);
+      vkFreeCommandBuffers (ctx->device, ctx->cmd_pool, 1, &cb);
+      g_mutex_unlock (&ctx->lock);
+      return FALSE;
+    }
+  if (!profile || (g->flags & IVK_GRAPH_PROFILE))
+    g->n_barriers = n_barriers; /* the stats describe the command buffer plain runs replay */
+  *out = cb;
   return TRUE;
 }
 
@@ -788,100 +916,16 @@ ivk_graph_compile (IvkGraph *g, GError **error)
       /* hazards since the last barrier decide whether this node needs one */
     }
 
-  /* 5. record */
-  VkCommandBufferAllocateInfo cai = {
-    .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
-    .commandPool = ctx->cmd_pool,
-    .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
-    .commandBufferCount = 1,
-  };
-  g_mutex_lock (&ctx->lock);
-  VkResult r = vkAllocateCommandBuffers (ctx->device, &cai, &g->cb);
-  g_mutex_unlock (&ctx->lock);
-  if (r != VK_SUCCESS)
+  /* 5. record: the plain command buffer, or the profiled one as the only
+   * one for IVK_GRAPH_PROFILE graphs */
+  if (g->flags & IVK_GRAPH_PROFILE)
     {
-      ivk_set_error_from_result (error, r, "allocating a command buffer");
-      return FALSE;
+      if (!record (g, TRUE, &g->cb_prof, error))
+        return FALSE;
+      g->cb = g->cb_prof;
     }
-  const gboolean profile = (g->flags & IVK_GRAPH_PROFILE) && ctx->info.timestamps && n_nodes > 0;
-  if (profile)
-    {
-      VkQueryPoolCreateInfo qci = {
-        .sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
-        .queryType = VK_QUERY_TYPE_TIMESTAMP,
-        .queryCount = n_nodes + 1,
-      };
-      if (vkCreateQueryPool (ctx->device, &qci, NULL, &g->query_pool) != VK_SUCCESS)
-        g->query_pool = VK_NULL_HANDLE;
-    }
-  VkCommandBufferBeginInfo bi = { .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO };
-  vkBeginCommandBuffer (g->cb, &bi);
-  if (g->query_pool)
-    {
-      vkCmdResetQueryPool (g->cb, g->query_pool, 0, n_nodes + 1);
-      vkCmdWriteTimestamp (g->cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, g->query_pool, 0);
-    }
-  GArray *pending_w = g_array_new (FALSE, FALSE, sizeof (Range));
-  GArray *pending_r = g_array_new (FALSE, FALSE, sizeof (Range));
-  const VkMemoryBarrier mb = {
-    .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-    .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
-    .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT,
-  };
-  g->n_barriers = 0;
-  for (guint i = 0; i < n_nodes; i++)
-    {
-      IvkNode *node = &g_array_index (g->nodes, IvkNode, i);
-      Range rr[IVK_MAX_BINDINGS];
-      gboolean need = g->query_pool != VK_NULL_HANDLE; /* profiling: serialise for clean times */
-      for (guint b = 0; b < node->n_bind; b++)
-        {
-          guint64 voff;
-          IvkTensor *root = root_of (node->bind[b], &voff);
-          rr[b].buf = ivk_buffer_get_handle (root->buffer);
-          rr[b].begin = root->offset + voff;
-          rr[b].end = rr[b].begin + ivk_tensor_span_bytes (node->bind[b]);
-          gboolean writes = (node->write_mask >> b) & 1;
-          if (ranges_hit (pending_w, &rr[b]) || (writes && ranges_hit (pending_r, &rr[b])))
-            need = TRUE;
-        }
-      if (need && i > 0)
-        {
-          vkCmdPipelineBarrier (g->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-                                VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
-          g_array_set_size (pending_w, 0);
-          g_array_set_size (pending_r, 0);
-          g->n_barriers++;
-          node->barrier_before = TRUE;
-        }
-      for (guint b = 0; b < node->n_bind; b++)
-        g_array_append_val (((node->write_mask >> b) & 1) ? pending_w : pending_r, rr[b]);
-
-      vkCmdBindPipeline (g->cb, VK_PIPELINE_BIND_POINT_COMPUTE, node->pipe->pipeline);
-      VkPipelineLayout layout = ivk_context_get_pipeline_layout_kinds (ctx, node->n_bind, node->kind);
-      vkCmdBindDescriptorSets (g->cb, VK_PIPELINE_BIND_POINT_COMPUTE, layout, 0, 1, &node->set, 0,
-                               NULL);
-      vkCmdPushConstants (g->cb, layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, node->push_size, node->push);
-      vkCmdDispatch (g->cb, node->groups[0], node->groups[1], node->groups[2]);
-      if (g->query_pool)
-        vkCmdWriteTimestamp (g->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, g->query_pool, i + 1);
-    }
-  g_array_free (pending_w, TRUE);
-  g_array_free (pending_r, TRUE);
-  /* make shader writes visible to the host (outputs are read after the fence) */
-  const VkMemoryBarrier hb = {
-    .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-    .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
-    .dstAccessMask = VK_ACCESS_HOST_READ_BIT,
-  };
-  vkCmdPipelineBarrier (g->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0,
-                        1, &hb, 0, NULL, 0, NULL);
-  r = vkEndCommandBuffer (g->cb);
-  if (r != VK_SUCCESS)
-    {
-      ivk_set_error_from_result (error, r, "recording commands");
-      return FALSE;
-    }
+  else if (!record (g, FALSE, &g->cb, error))
+    return FALSE;
   g->compiled = TRUE;
   return TRUE;
 }
@@ -892,12 +936,16 @@ ivk_graph_run (IvkGraph *g, GError **error)
   g_return_val_if_fail (g->compiled, FALSE);
   if (g->nodes->len == 0)
     return TRUE;
-  if (!ivk_context_submit_wait (g->ctx, g->cb, error))
+  gboolean ctx_prof = ivk_context_get_profiling (g->ctx);
+  gboolean profile = (g->flags & IVK_GRAPH_PROFILE) || ctx_prof;
+  if (profile && !g->cb_prof && !record (g, TRUE, &g->cb_prof, error))
+    return FALSE;
+  if (!ivk_context_submit_wait (g->ctx, profile ? g->cb_prof : g->cb, error))
     {
       g_prefix_error (error, "%s: ", g->name);
       return FALSE;
     }
-  if (g->query_pool)
+  if (profile && g->query_pool)
     {
       guint n = g->nodes->len;
       g_autofree guint64 *ts = g_new0 (guint64, n + 1);
@@ -917,6 +965,8 @@ ivk_graph_run (IvkGraph *g, GError **error)
               p->flops = node->flops;
               p->bytes = node->bytes;
             }
+          if (ctx_prof)
+            ivk_context_add_profile (g->ctx, (const IvkNodeProfile *) g->profile->data, n);
         }
     }
   return TRUE;

@@ -69,6 +69,9 @@ struct _IvkContext
   GMutex lock; /* guards pipelines, allocation counters and queue submission */
   guint64 allocated;
   guint64 peak;
+  guint64 largest_binding; /* since the last reset_peak */
+  gboolean profiling;      /* ivk_context_set_profiling */
+  GArray *profile_sink;    /* IvkNodeProfile records of profiled runs */
   gboolean lost;
 };
 
@@ -120,6 +123,10 @@ VkPipelineLayout ivk_context_get_pipeline_layout_kinds (IvkContext *ctx, guint n
                                                         const guint8 *kinds);
 VkDescriptorSetLayout ivk_context_get_set_layout_kinds (IvkContext *ctx, guint n_bindings,
                                                         const guint8 *kinds);
+/* Largest binding and profiling (ivk.h); the graph reports here. */
+void ivk_context_note_binding (IvkContext *ctx, guint64 bytes);
+gboolean ivk_context_get_profiling (IvkContext *ctx);
+void ivk_context_add_profile (IvkContext *ctx, const IvkNodeProfile *p, guint n);
 /* Submit one command buffer and wait (serialised on the context's queue). */
 gboolean ivk_context_submit_wait (IvkContext *ctx, VkCommandBuffer cb, GError **error);
 /* Allocate device memory of the given kind (accounted). */

@@ -121,6 +121,11 @@ void ivk_context_reset_peak (IvkContext *ctx);
 void ivk_context_save_pipeline_cache (IvkContext *ctx);
 /* TRUE once the device was lost; every GPU call then fails fast. */
 gboolean ivk_context_is_lost (IvkContext *ctx);
+/* The largest single buffer binding (bytes, storage or texel) that any graph
+ * compiled on this context has used since the last ivk_context_reset_peak:
+ * the figure to hold against maxStorageBufferRange, which lavapipe does not
+ * enforce. */
+guint64 ivk_context_get_largest_binding (IvkContext *ctx);
 
 /* ---- buffers ------------------------------------------------------------ */
 
@@ -272,5 +277,15 @@ typedef struct
 
 /* Per-dispatch GPU times of the last run (IVK_GRAPH_PROFILE). */
 GArray *ivk_graph_get_profile (IvkGraph *g); /* of IvkNodeProfile */
+
+/* Profiling for code that does not own the graphs it runs (benchmarks over
+ * the networks): while on, every ivk_graph_run on this context times each
+ * dispatch, with a second command buffer that carries timestamps (recorded on
+ * first need, so graphs compiled earlier are covered too), and appends one
+ * record per dispatch to the context. Runs without it replay the plain
+ * command buffer, untouched. ivk_context_take_profile returns the records
+ * since the last take (op and name are interned strings) and clears them. */
+void ivk_context_set_profiling (IvkContext *ctx, gboolean on);
+GArray *ivk_context_take_profile (IvkContext *ctx); /* of IvkNodeProfile; g_array_unref */
 
 G_END_DECLS

@@ -28,5 +28,10 @@ gboolean ivk_gemm_tiles_override (guint32 *wx, guint32 *wy, guint32 *tm, guint32
  * length (e.g. K % 4 == 0) themselves. */
 gboolean ivk_texel_ok (IvkGraph *g, const IvkTensor *t, guint per_texel);
 
+/* FALSE when the fast path `name` is listed in IMPASTO_DISABLE (comma
+ * separated; "all" turns off every path that checks here). Each such path
+ * has a plainer kernel it falls back to, so tests can run both ways. */
+gboolean ivk_fast_path (const char *name);
+
 gboolean ivk_same_shape (const IvkTensor *a, const IvkTensor *b);
 gboolean ivk_is_float (IvkDType d);

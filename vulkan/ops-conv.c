@@ -1,6 +1,8 @@
 /* ops-conv.c: 2-D convolution (implicit GEMM) with fused upsample, bias and residual. */
 #include "config.h"
 
+#include <stdio.h>
+
 #include "ops-common.h"
 
 /* mirrors shaders/conv2d.comp */
@@ -14,6 +16,100 @@ typedef struct
   guint32 eh, ew;
 } ConvPush;
 G_STATIC_ASSERT (sizeof (ConvPush) <= IVK_PUSH_MAX);
+
+/* mirrors shaders/conv2d_tex4.comp */
+typedef struct
+{
+  guint32 off[IVK_MAX_BINDINGS];
+  guint32 cin, h, w;
+  guint32 cout, oh, ow;
+  guint32 blocks;
+} Conv4Push;
+G_STATIC_ASSERT (sizeof (Conv4Push) <= IVK_PUSH_MAX);
+
+/* IMPASTO_CONV_TILES=wx,wy,tm,tn4 overrides the block shape of
+ * conv2d_tex4.comp (for `impasto bench ops` experiments). */
+static gboolean
+conv4_tiles_override (guint32 *wx, guint32 *wy, guint32 *tm, guint32 *tn4)
+{
+  const char *env = g_getenv ("IMPASTO_CONV_TILES");
+  guint v[4];
+  if (!env || sscanf (env, "%u,%u,%u,%u", &v[0], &v[1], &v[2], &v[3]) != 4 || v[0] == 0
+      || v[1] == 0 || v[0] * v[1] > 1024 || v[2] == 0 || v[2] > 32 || v[3] == 0 || v[3] > 16)
+    return FALSE;
+  *wx = v[0];
+  *wy = v[1];
+  *tm = v[2];
+  *tn4 = v[3];
+  return TRUE;
+}
+
+static gint64
+ceil_div (gint64 a, gint64 b)
+{
+  return (a + b - 1) / b;
+}
+
+/* The vec4-window kernel (conv2d_tex4.comp); the caller checked its
+ * conditions. mode: 0 stride 1, 1 nearest 2x upsample + stride 1, 2 stride 2. */
+static IvkTensor *
+conv_tex4 (IvkGraph *g, IvkTensor *x, IvkTensor *w, IvkTensor *bias, IvkTensor *res, IvkTensor *out,
+           guint32 mode, int pad_t, int pad_l, IvkShader shader)
+{
+  gint64 n = x->shape[0], cin = x->shape[1], h = x->shape[2], wd = x->shape[3];
+  gint64 cout = out->shape[1], oh = out->shape[2], ow = out->shape[3];
+  gint64 kh = w->shape[2], kw = w->shape[3];
+  guint32 wx = 8, wy = 8, tm, tn4;
+  if (!conv4_tiles_override (&wx, &wy, &tm, &tn4))
+    {
+      tm = cout >= 64 ? 8 : cout >= 32 ? 4 : 1;
+      tn4 = ow >= 8 ? 2 : 1;
+    }
+  if (mode == 1)
+    tn4 = (tn4 + 1) / 2 * 2; /* blocks start at multiples of 8 */
+  gint64 npx = 4 * tn4;
+  /* the window: WB elements left of the block's first source column, NF texels */
+  gint64 wb, emax;
+  if (mode == 1)
+    {
+      wb = 4 * ceil_div (ceil_div (pad_l, 2), 4);
+      gint64 dmax = npx - 1 + kw - 1 - pad_l;
+      emax = (dmax >= 0 ? dmax / 2 : -((-dmax + 1) / 2)) + wb;
+    }
+  else
+    {
+      wb = 4 * ceil_div (pad_l, 4);
+      emax = (mode == 2 ? 2 * (npx - 1) : npx - 1) + kw - 1 - pad_l + wb;
+    }
+  gint64 nf = emax / 4 + 1;
+  gint64 blocks = ceil_div (ow, npx);
+  Conv4Push push = {
+    .cin = cin, .h = h, .w = wd,
+    .cout = cout, .oh = oh, .ow = ow,
+    .blocks = blocks,
+  };
+  guint32 spec[13] = { wx, wy, tm, tn4, bias != NULL, res != NULL, mode, kh, kw,
+                       (guint32) pad_t, (guint32) pad_l, (guint32) nf, (guint32) wb };
+  IvkTensor *bind[5] = { x, w, bias ? bias : w, res ? res : x, out };
+  IvkDispatch d = {
+    .op = "conv2d",
+    .kind = { IVK_BIND_TEXEL4, IVK_BIND_TEXEL4 },
+    .shader = shader,
+    .spec = spec,
+    .n_spec = 13,
+    .bind = bind,
+    .n_bind = 5,
+    .write_mask = 1u << 4,
+    .push = &push,
+    .push_size = sizeof push,
+    .groups = { (guint32) ceil_div (blocks * oh, wx), (guint32) ceil_div (cout, (gint64) wy * tm),
+                (guint32) n },
+    .flops = 2.0 * n * cout * oh * ow * cin * kh * kw,
+  };
+  if (!ivk_graph_add_dispatch (g, &d))
+    return NULL;
+  return out;
+}
 
 IvkTensor *
 ivk_conv2d (IvkGraph *g, IvkTensor *x, IvkTensor *w, IvkTensor *bias, const IvkConvParams *params)
@@ -70,11 +166,16 @@ ivk_conv2d (IvkGraph *g, IvkTensor *x, IvkTensor *w, IvkTensor *bias, const IvkC
                            ivk_tensor_describe (x));
       return NULL;
     }
-  /* CPU devices: input and weights through texel buffers (conv2d_tex.comp) */
+  /* CPU devices: input and weights through texel buffers: vec4 windows
+   * (conv2d_tex4.comp) where the shapes allow, else one scalar per tap
+   * (conv2d_tex.comp) */
   const IvkDeviceInfo *info = ivk_context_get_info (ivk_graph_get_context (g));
   gboolean tex = info->is_cpu && ivk_texel_ok (g, x, 1) && ivk_texel_ok (g, w, 1);
+  guint32 mode4 = pp->stride == 2 && !pp->upsample ? 2 : pp->stride == 1 && up_mode != 2 ? up_mode : 99;
+  gboolean tex4 = tex && mode4 != 99 && cin % 4 == 0 && wd % 4 == 0 && kh * kw <= 9
+                  && ivk_texel_ok (g, x, 4) && ivk_texel_ok (g, w, 4) && ivk_fast_path ("conv_tex4");
   IvkShader shader;
-  if (!ivk_pick_aw (g, tex ? "conv2d_tex" : "conv2d", x->dtype, w->dtype, &shader))
+  if (!ivk_pick_aw (g, tex4 ? "conv2d_tex4" : tex ? "conv2d_tex" : "conv2d", x->dtype, w->dtype, &shader))
     return NULL;
   gint64 shape[4] = { n, cout, oh, ow };
   IvkTensor *out = ivk_graph_new_tensor (g, x->dtype, 4, shape);
@@ -87,6 +188,8 @@ ivk_conv2d (IvkGraph *g, IvkTensor *x, IvkTensor *w, IvkTensor *bias, const IvkC
                            ivk_tensor_describe (res), ivk_tensor_describe (out));
       return NULL;
     }
+  if (tex4)
+    return conv_tex4 (g, x, w, bias, res, out, mode4, pp->pad_top, pp->pad_left, shader);
   ConvPush push = {
     .cin = cin, .h = h, .w = wd,
     .cout = cout, .oh = oh, .ow = ow,

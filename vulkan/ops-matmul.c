@@ -70,6 +70,22 @@ ivk_pick_act (IvkGraph *g, const char *op, IvkDType act, IvkShader *shader)
 }
 
 gboolean
+ivk_fast_path (const char *name)
+{
+  const char *env = g_getenv ("IMPASTO_DISABLE");
+  if (!env || !*env)
+    return TRUE;
+  g_auto (GStrv) parts = g_strsplit (env, ",", -1);
+  for (char **p = parts; *p; p++)
+    {
+      g_strstrip (*p);
+      if (strcmp (*p, name) == 0 || strcmp (*p, "all") == 0)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
 ivk_same_shape (const IvkTensor *a, const IvkTensor *b)
 {
   if (a->n_elements != b->n_elements || a->ndim != b->ndim)

@@ -576,10 +576,25 @@ run_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, Job *job, Imp
   gtk_widget_set_size_request (tv, 380, 40);
   gtk_text_view_set_wrap_mode (GTK_TEXT_VIEW (tv), GTK_WRAP_WORD_CHAR);
 
+  /* text views get no label of their own */
+  GtkWidget *pl = gimp_procedure_dialog_get_label (pd, "prompt-label", "_Prompt", FALSE, TRUE);
+  gtk_label_set_mnemonic_widget (
+      GTK_LABEL (pl), gimp_procedure_dialog_get_widget (pd, "prompt", GTK_TYPE_TEXT_VIEW));
+  gtk_widget_set_halign (pl, GTK_ALIGN_START);
+  GtkWidget *nl
+      = gimp_procedure_dialog_get_label (pd, "negative-label", "_Negative prompt", FALSE, TRUE);
+  gtk_label_set_mnemonic_widget (
+      GTK_LABEL (nl), gimp_procedure_dialog_get_widget (pd, "negative-prompt", GTK_TYPE_TEXT_VIEW));
+  gtk_widget_set_halign (nl, GTK_ALIGN_START);
+
   GList *names = NULL;
-  const char *order[]
-      = { "prompt", "negative-prompt", "sampler", "steps", "cfg-scale", "seed",       "strength",
-          "size",   "use-selection",   "padding", "grow",  "feather",   "color-match" };
+  /* clang-format off */
+  const char *order[] = {
+    "prompt-label", "prompt", "negative-label", "negative-prompt", "sampler", "steps",
+    "cfg-scale", "seed", "strength", "size", "use-selection", "padding", "grow", "feather",
+    "color-match",
+  };
+  /* clang-format on */
   for (guint i = 0; i < G_N_ELEMENTS (order); i++)
     {
       if (!(uses & IMP_OPT_STRENGTH) && strcmp (order[i], "strength") == 0)

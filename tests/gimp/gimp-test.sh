@@ -456,7 +456,7 @@ done
 sleep 1
 import -window root "$out/gimp-inpaint-result.png"
 # the image window ("*in.png-1.0 (RGB color ...) 160x120 – GIMP")
-img=\$(xdotool search --name 'in\.png.* – GIMP\$' 2>/dev/null | head -n 1)
+img=\$(xdotool search --name '160x120 – GIMP\$' 2>/dev/null | head -n 1)
 if [ -n "\$img" ]; then
   xdotool windowfocus --sync "\$img" 2>/dev/null
   sleep 1

@@ -226,7 +226,7 @@ cat > "$T/gui.scm" <<EOF
 (begin
 $(prelude)
 (define (wait-file path k)
-  (if (and (> k 0) (= 0 (vector-length (car (file-glob #:pattern path #:filename-encoding FALSE)))))
+  (if (and (> k 0) (null? (car (file-glob #:pattern path #:filename-encoding FALSE))))
       (wait-file path (- k 1))))
 (let* ((img (load-input)) (d (first-layer img)))
   (gimp-display-new img)
@@ -275,7 +275,8 @@ for _ in \$(seq 1200); do
 done
 sleep 1
 import -window root "$ARTEFACTS/gimp3-inpaint-result.png"
-img=\$(xdotool search --name 'in\.png.* – GIMP\$' 2>/dev/null | head -n 1)
+# the image window ("...) 160x120 – GIMP")
+img=\$(xdotool search --name '160x120 – GIMP\$' 2>/dev/null | head -n 1)
 if [ -n "\$img" ]; then
   xdotool windowfocus --sync "\$img" 2>/dev/null; sleep 1; xdotool key ctrl+z; sleep 2
   echo "undo sent to \$img"
