@@ -115,6 +115,29 @@ b_conv3x3 (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **e
 }
 
 static IvkTensor *
+b_conv3x3_1280_8 (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  IvkTensor *w = rand_weight (ws, wt, 4, W4 (1280, 1280, 3, 3), 0.01f, error);
+  return w ? ivk_conv2d (g, input (g, at, 4, 2, 1280, 8, 8), w, NULL, NULL) : NULL;
+}
+
+static IvkTensor *
+b_conv3x3_1280_4 (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  IvkTensor *w = rand_weight (ws, wt, 4, W4 (1280, 1280, 3, 3), 0.01f, error);
+  return w ? ivk_conv2d (g, input (g, at, 4, 2, 1280, 4, 4), w, NULL, NULL) : NULL;
+}
+
+static IvkTensor *
+b_conv3x3_up (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  IvkTensor *w = rand_weight (ws, wt, 4, W4 (640, 640, 3, 3), 0.02f, error);
+  IvkConvParams cp = { .stride = 1, .pad_top = 1, .pad_bottom = 1, .pad_left = 1, .pad_right = 1,
+                       .upsample = TRUE };
+  return w ? ivk_conv2d (g, input (g, at, 4, 2, 640, 16, 16), w, NULL, &cp) : NULL;
+}
+
+static IvkTensor *
 b_conv1x1 (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
 {
   IvkTensor *w = rand_weight (ws, wt, 4, W4 (320, 320, 1, 1), 0.05f, error);
@@ -214,6 +237,9 @@ static const OpCase op_cases[] = {
   { "conv2d", "3x3 320->320 at 64x64", F16, F16, b_conv3x3 },
   { "conv2d", "3x3 320->320 at 64x64", F32, F16, b_conv3x3 },
   { "conv2d", "1x1 320->320 at 64x64", F32, F32, b_conv1x1 },
+  { "conv2d", "3x3 1280->1280 at 8x8, batch 2", F16, F16, b_conv3x3_1280_8 },
+  { "conv2d", "3x3 1280->1280 at 4x4, batch 2", F16, F16, b_conv3x3_1280_4 },
+  { "conv2d", "up2x + 3x3 640->640 16->32, batch 2", F16, F16, b_conv3x3_up },
   { "attention", "self 4096x4096, 8 heads x 40 (SD1.5 level 1)", F32, F32, b_attention_self },
   { "attention", "self 4096x4096, 8 heads x 40 (SD1.5 level 1)", F16, F16, b_attention_self },
   { "attention", "cross 4096x77, 8 heads x 40", F32, F32, b_attention_cross },

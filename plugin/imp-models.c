@@ -116,8 +116,7 @@ fill_arch (ImpModelInfo *m, GError **error)
   m->arch
       = g_strdup_printf ("%s%s", sd_arch_name (cfg->arch), cfg->inpainting ? " inpainting" : "");
   m->native_size = cfg->native_resolution > 0 ? cfg->native_resolution : 512;
-  int levels = CLAMP (cfg->unet.n_levels, 1, 8);
-  m->multiple = 8 << (levels - 1);
+  m->multiple = 8;
   return TRUE;
 }
 

@@ -22,9 +22,9 @@ typedef struct
   char *name;      /* owned: display name */
   char *arch;      /* owned: "SD1", "SD1 inpainting", "SDXL", ...; "?" when unreadable */
   int native_size; /* 512, 768, 1024; 0 when unreadable */
-  /* What the engine needs the working sides to be multiples of: 8 (the VAE)
-   * times 2 per UNet downsampling (sd-pipeline.c check_job): 64 for SD 1.x
-   * and 2.x, 32 for SDXL. */
+  /* What the working sides are multiples of: 8, the VAE's factor (the
+   * engine takes any multiple of 8, as diffusers does: its UNet upsamplers
+   * go to the size of the skip they meet). */
   int multiple;
   gboolean is_default; /* the bundled default model */
 } ImpModelInfo;

@@ -658,6 +658,20 @@ add_conv_cases (void)
       add_conv (p, 1, 320, 16, 16, 320, 3, 1, 1, 1, 1, 1, FALSE, TRUE, TRUE, FALSE, FALSE);
       add_conv (p, 1, 320, 32, 32, 320, 1, 1, 0, 0, 0, 0, FALSE, TRUE, FALSE, FALSE, FALSE);
       add_conv (p, 1, 320, 16, 16, 640, 1, 1, 0, 0, 0, 0, FALSE, TRUE, FALSE, FALSE, FALSE);
+      /* widths and channels that are multiples of 4: the vec4-window kernel
+       * on CPU devices (conv2d_tex4.comp): stride 1, 2x upsample, stride 2,
+       * the VAE encoder's asymmetric padding, 1x1, NaN/Inf, rows narrower
+       * than a block, and output channels that are not a multiple of the
+       * register block */
+      add_conv (p, 2, 8, 9, 12, 7, 3, 1, 1, 1, 1, 1, FALSE, TRUE, TRUE, FALSE, FALSE);
+      add_conv (p, 1, 8, 5, 8, 13, 3, 1, 1, 1, 1, 1, TRUE, TRUE, TRUE, FALSE, FALSE);
+      add_conv (p, 1, 4, 3, 4, 5, 3, 1, 1, 1, 1, 1, TRUE, TRUE, FALSE, FALSE, FALSE);
+      add_conv (p, 2, 8, 9, 12, 5, 3, 2, 1, 1, 1, 1, FALSE, TRUE, FALSE, FALSE, FALSE);
+      add_conv (p, 1, 4, 8, 8, 6, 3, 2, 0, 1, 0, 1, FALSE, TRUE, FALSE, FALSE, FALSE);
+      add_conv (p, 2, 12, 5, 8, 11, 1, 1, 0, 0, 0, 0, FALSE, TRUE, TRUE, FALSE, FALSE);
+      add_conv (p, 1, 4, 6, 8, 4, 3, 1, 1, 1, 1, 1, FALSE, TRUE, FALSE, TRUE, FALSE);
+      add_conv (p, 1, 8, 4, 4, 70, 3, 1, 1, 1, 1, 1, FALSE, FALSE, FALSE, FALSE, TRUE);
+      add_conv (p, 1, 64, 8, 8, 64, 3, 1, 1, 1, 1, 1, TRUE, TRUE, FALSE, FALSE, FALSE);
     }
 }
 

@@ -559,9 +559,9 @@ test_generate (void)
   g_assert_cmpint (r.rect.height, ==, 30);
   JsonObject *req = json_node_get_object (fake.last_request);
   g_assert_cmpint (json_object_get_int_member (req, "width"), ==, r.work_width);
-  /* SD 1.x in this engine: multiples of 64 (8 x 2^3 UNet downsamplings) */
-  g_assert_cmpint (r.work_width % 64, ==, 0);
-  g_assert_cmpint (r.work_height % 64, ==, 0);
+  g_assert_cmpint (r.work_width % 8, ==, 0);
+  g_assert_cmpint (r.work_height % 8, ==, 0);
+  g_assert_cmpint (r.work_width, >, r.work_height); /* 50x30: the aspect is kept */
   g_assert_cmpint (json_object_get_int_member (req, "seed"), ==, 42);
   g_assert_cmpint (json_object_get_int_member (req, "steps"), ==, 2);
   g_assert_true (

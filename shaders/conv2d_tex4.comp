@@ -1,0 +1,170 @@
+#version 450
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+// 2-D convolution for CPU devices (lavapipe), implicit GEMM with vec4 texel
+// loads on both operands (conv2d_tex.comp fetches one scalar per tap).
+//
+// Each invocation computes TM output channels (interleaved by the workgroup's
+// y size) x 4*TN4 consecutive output pixels of one row. Per input channel and
+// kernel row it fetches the input row segment the 4*TN4 pixels need for all
+// KW taps as aligned vec4 texels (the "window"): with stride 1 and KW = 3 that
+// is TN4 + 2 fetches for 12*TN4 products per channel. The taps' shifted views
+// of the window are just other registers once llvmpipe has vectorised across
+// invocations, so they cost nothing. The weights of 4 input channels x KH x
+// KW taps of one output channel are KH*KW consecutive vec4 texels ([Co, Ci,
+// KH, KW] with Ci % 4 == 0). Measured in vulkan/ops-conv.c.
+//
+// MODE 0: stride 1; 1: nearest 2x upsample of the input, then stride 1
+// (diffusers Upsample2D, fused); 2: stride 2. Zero padding PT/PL at the top
+// and left (the bottom and right follow from the output size). The wrapper
+// guarantees W % 4 == 0, Ci % 4 == 0, both tensors 4-element aligned, and
+// output pixel blocks aligned to 8 in MODE 1; it passes NF (vec4 fetches per
+// window) and WB (the window's start, in elements, left of the first needed
+// one) as specialisation constants.
+layout (local_size_x_id = 0, local_size_y_id = 1) in;
+layout (constant_id = 2) const uint TM = 8;   // output channels per invocation
+layout (constant_id = 3) const uint TN4 = 2;  // groups of 4 consecutive output pixels
+layout (constant_id = 4) const bool HAS_BIAS = false;
+layout (constant_id = 5) const bool HAS_RES = false;
+layout (constant_id = 6) const uint MODE = 0;
+layout (constant_id = 7) const uint KH = 3;
+layout (constant_id = 8) const uint KW = 3;
+layout (constant_id = 9) const int PT = 1;
+layout (constant_id = 10) const int PL = 1;
+layout (constant_id = 11) const uint NF = 4;  // window: NF vec4 texels
+layout (constant_id = 12) const int WB = 4;   // window start = source x of the block - WB
+
+layout (binding = 0) uniform samplerBuffer x; // [N, Ci, H, W], vec4 texels
+layout (binding = 1) uniform samplerBuffer w; // [Co, Ci, KH, KW], vec4 texels
+layout (binding = 2) readonly buffer Bias { W_T bias[]; };
+layout (binding = 3) readonly buffer R { ACT_T r[]; };
+layout (binding = 4) writeonly buffer Y { ACT_T y[]; };
+layout (push_constant) uniform P
+{
+  PUSH_OFFSETS
+  uint cin, h, w;    // input (before upsampling)
+  uint cout, oh, ow; // output
+  uint blocks;       // pixel blocks per output row
+} p;
+
+const uint NPX = 4u * TN4;
+const uint KT = KH * KW;
+
+void main ()
+{
+  const uint WY = gl_WorkGroupSize.y;
+  uint nb = gl_WorkGroupID.z;
+  uint gx = gl_GlobalInvocationID.x;
+  uint oy = min (gx / p.blocks, p.oh - 1u);
+  uint ox0 = (gx - (gx / p.blocks) * p.blocks) * NPX;
+  bool live = gx < p.blocks * p.oh;
+  uint tile_m = gl_WorkGroupID.y * WY * TM + gl_LocalInvocationID.y;
+
+  // source column of the window's first element (a multiple of 4)
+  int sx0 = (MODE == 2u ? 2 * int (ox0) : MODE == 1u ? int (ox0 / 2u) : int (ox0)) - WB;
+  int W = int (p.w), H = int (p.h);
+
+  // vec4 index of each output channel's weights
+  int wrow[TM];
+  [[unroll]] for (uint i = 0; i < TM; i++)
+    wrow[i] = int ((p.off[1] + min (tile_m + i * WY, p.cout - 1u) * p.cin * KT) / 4u);
+  int xbase = int ((p.off[0] + nb * p.cin * p.h * p.w) / 4u);
+  int w4 = W / 4;
+
+  float acc[TM * NPX];
+  [[unroll]] for (uint i = 0; i < TM * NPX; i++)
+    acc[i] = 0.0;
+
+  // the window's texels: which are inside the row
+  bool colok[NF];
+  int colx[NF];
+  [[unroll]] for (uint f = 0; f < NF; f++)
+    {
+      int sx = sx0 + 4 * int (f);
+      colok[f] = sx >= 0 && sx < W;
+      colx[f] = clamp (sx, 0, W - 4) / 4;
+    }
+  // source rows of each kernel row
+  bool rowok[KH];
+  int rowy[KH];
+  [[unroll]] for (uint ky = 0; ky < KH; ky++)
+    {
+      int iy;
+      if (MODE == 1u)
+        {
+          int uy = int (oy) + int (ky) - PT;
+          rowok[ky] = uy >= 0 && uy < 2 * H;
+          iy = uy >> 1;
+        }
+      else
+        {
+          iy = (MODE == 2u ? 2 * int (oy) : int (oy)) + int (ky) - PT;
+          rowok[ky] = iy >= 0 && iy < H;
+        }
+      rowy[ky] = clamp (iy, 0, H - 1) * w4;
+    }
+
+  uint c4n = p.cin / 4u;
+  for (uint c4 = 0; c4 < c4n; c4++)
+    {
+      vec4 wv[TM * KT];
+      [[unroll]] for (uint i = 0; i < TM; i++)
+        [[unroll]] for (uint t = 0; t < KT; t++)
+          wv[i * KT + t] = texelFetch (w, wrow[i] + int (c4 * KT + t));
+      [[unroll]] for (uint c = 0; c < 4u; c++)
+        {
+          int plane = xbase + int ((c4 * 4u + c) * p.h) * w4;
+          [[unroll]] for (uint ky = 0; ky < KH; ky++)
+            {
+              float win[NF * 4u];
+              [[unroll]] for (uint f = 0; f < NF; f++)
+                {
+                  vec4 v = texelFetch (x, plane + rowy[ky] + colx[f]);
+                  v = (colok[f] && rowok[ky]) ? v : vec4 (0.0);
+                  win[4u * f] = v.x;
+                  win[4u * f + 1u] = v.y;
+                  win[4u * f + 2u] = v.z;
+                  win[4u * f + 3u] = v.w;
+                }
+              [[unroll]] for (uint kx = 0; kx < KW; kx++)
+                {
+                  [[unroll]] for (uint i = 0; i < TM; i++)
+                    {
+                      uint t = c * KT + ky * KW + kx; // tap within the 4-channel chunk
+                      float wt = wv[i * KT + t / 4u][t % 4u];
+                      [[unroll]] for (uint j = 0; j < NPX; j++)
+                        {
+                          // window element of pixel j, tap kx
+                          int d = int (j + kx) - PL;
+                          uint e = MODE == 2u ? uint (int (j + j + kx) - PL + WB)
+                                 : MODE == 1u ? uint (((d + 64) >> 1) - 32 + WB)
+                                              : uint (d + WB);
+                          acc[i * NPX + j] = fma (wt, win[e], acc[i * NPX + j]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+  if (!live)
+    return;
+  uint npix = p.oh * p.ow;
+  [[unroll]] for (uint i = 0; i < TM; i++)
+    {
+      uint co = tile_m + i * WY;
+      if (co >= p.cout)
+        continue;
+      float bv = HAS_BIAS ? float (bias[p.off[2] + co]) : 0.0;
+      uint obase = (nb * p.cout + co) * npix + oy * p.ow + ox0;
+      [[unroll]] for (uint j = 0; j < NPX; j++)
+        {
+          if (ox0 + j >= p.ow)
+            continue;
+          float v = acc[i * NPX + j] + bv;
+          if (HAS_RES)
+            v += float (r[p.off[3] + obase + j]);
+          y[p.off[4] + obase + j] = ACT_T (v);
+        }
+    }
+}
