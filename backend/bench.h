@@ -37,6 +37,9 @@ typedef struct
 } BenchReport;
 
 double bench_median (double *v, int n);
+/* CPU time of this process so far (user + system), in ms: on CPU devices
+ * (lavapipe) the work a run costs, whatever else the machine is doing */
+double bench_cpu_ms (void);
 /* "1.23 4.56 7.89" from /proc/loadavg, or "unknown" */
 const char *bench_load_average (void);
 /* printf to the report's human-readable stream (nothing with JSON on stdout) */

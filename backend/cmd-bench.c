@@ -17,6 +17,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "bench.h"
 #include "commands.h"
@@ -37,7 +38,7 @@ typedef struct
 
 typedef struct
 {
-  double gpu_ms, wall_ms, first_ms;
+  double gpu_ms, wall_ms, first_ms, cpu_ms;
   double flops, bytes;
 } OpResult;
 
@@ -272,6 +273,16 @@ bench_median (double *v, int n)
 
 #define median bench_median
 
+double
+bench_cpu_ms (void)
+{
+  struct rusage ru;
+  if (getrusage (RUSAGE_SELF, &ru) != 0)
+    return 0;
+  return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3
+         + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
 const char *
 bench_load_average (void)
 {
@@ -323,13 +334,16 @@ run_op_case (IvkContext *ctx, const OpCase *c, int runs, OpResult *res, GError *
   res->first_ms = (g_get_monotonic_time () - t0) / 1000.0;
   g_autofree double *gpu = g_new (double, runs);
   g_autofree double *wall = g_new (double, runs);
+  g_autofree double *cpu = g_new (double, runs);
   double bytes = 0;
   for (int r = 0; r < runs; r++)
     {
       t0 = g_get_monotonic_time ();
+      double c0 = bench_cpu_ms ();
       if (!ivk_graph_run (g, error))
         return FALSE;
       wall[r] = (g_get_monotonic_time () - t0) / 1000.0;
+      cpu[r] = bench_cpu_ms () - c0;
       GArray *prof = ivk_graph_get_profile (g);
       gpu[r] = 0;
       bytes = 0;
@@ -344,6 +358,7 @@ run_op_case (IvkContext *ctx, const OpCase *c, int runs, OpResult *res, GError *
     }
   res->gpu_ms = median (gpu, runs);
   res->wall_ms = median (wall, runs);
+  res->cpu_ms = median (cpu, runs);
   res->flops = st.flops;
   res->bytes = bytes;
   return TRUE;
@@ -396,8 +411,8 @@ bench_ops (BenchReport *rep, GError **error)
   const IvkDeviceInfo *info = ivk_context_get_info (rep->ctx);
   bench_say (rep, "median of %d runs; GPU time from timestamps, wall time per submit; 'first' is the "
                   "first run (pipeline JIT on lavapipe)\n\n", opt->runs);
-  bench_say (rep, "%-11s %-45s %-7s %9s %9s %8s %8s %9s\n", "op", "shape", "prec", "GFLOP/s", "GB/s",
-             "gpu ms", "wall ms", "first ms");
+  bench_say (rep, "%-11s %-45s %-7s %9s %9s %8s %8s %9s %8s\n", "op", "shape", "prec", "GFLOP/s", "GB/s",
+             "gpu ms", "wall ms", "first ms", "cpu ms");
   int failures = 0;
   for (gsize i = 0; i < G_N_ELEMENTS (op_cases); i++)
     {
@@ -420,8 +435,8 @@ bench_ops (BenchReport *rep, GError **error)
         }
       double gflops = r.flops / (r.gpu_ms * 1e6);
       double gbps = r.bytes / (r.gpu_ms * 1e6);
-      bench_say (rep, "%-11s %-45s %-7s %9.2f %9.2f %8.2f %8.2f %9.1f\n", c->name, c->shape, prec,
-                 gflops, gbps, r.gpu_ms, r.wall_ms, r.first_ms);
+      bench_say (rep, "%-11s %-45s %-7s %9.2f %9.2f %8.2f %8.2f %9.1f %8.1f\n", c->name, c->shape, prec,
+                 gflops, gbps, r.gpu_ms, r.wall_ms, r.first_ms, r.cpu_ms);
       if (rep->out)
         fflush (rep->out);
       JsonObject *o = json_object_new ();
@@ -434,6 +449,7 @@ bench_ops (BenchReport *rep, GError **error)
       json_add (o, "gpu_ms", r.gpu_ms);
       json_add (o, "wall_ms", r.wall_ms);
       json_add (o, "first_ms", r.first_ms);
+      json_add (o, "cpu_ms", r.cpu_ms);
       json_array_add_object_element (rep->results, o);
     }
   if (!opt->filter || strstr ("cpu gemm", opt->filter))

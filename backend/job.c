@@ -508,7 +508,23 @@ imp_job_run (SdPipeline *pipeline, const char *model_path, ImpJobParams *params,
             }
           sd_image_from_tensor (gen, res.images + (gsize) i * 3 * W * H);
           g_autoptr (SdImage) out = NULL;
-          if (work_mask && params->mode == SD_MODE_INPAINT && cropped)
+          if (params->uncomposited)
+            {
+              /* as generated, at the size of the region that was generated */
+              if (cropped)
+                {
+                  out = sd_image_resample (gen, crop.width, crop.height, SD_RESAMPLE_LANCZOS3, error);
+                  if (!out)
+                    {
+                      sd_result_clear (&res);
+                      imp_job_result_clear (result);
+                      return FALSE;
+                    }
+                }
+              else
+                out = g_steal_pointer (&gen);
+            }
+          else if (work_mask && params->mode == SD_MODE_INPAINT && cropped)
             {
               /* back to the crop's size, then through the blurred mask into
                * the whole image */

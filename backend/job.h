@@ -50,6 +50,11 @@ typedef struct
   int mask_blur;    /* px (gaussian sigma), >= 0 */
   gboolean mask_invert;
   gboolean full_res;    /* A1111 inpaint_full_res ("only masked") */
+  /* Inpaint: return the decoded image as the model made it, without pasting
+   * the original back outside the mask (the GIMP plug-in composites itself
+   * through a layer mask, and its colour match needs the generated ring).
+   * API field "impasto_uncomposited". */
+  gboolean uncomposited;
   int full_res_padding; /* px */
   /* When the init image's size differs from width x height: TRUE = resize it
    * (and the mask) with Lanczos-3 (A1111 "just resize", the server); FALSE =

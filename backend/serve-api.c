@@ -463,6 +463,7 @@ imp_api_parse_request (const char *body, gsize len, gboolean img2img, const ImpA
           || !get_int32 (o, "mask_blur", &blur, error)
           || !get_bool (o, "inpainting_mask_invert", &invert, error)
           || !get_bool (o, "inpaint_full_res", &p->full_res, error)
+          || !get_bool (o, "impasto_uncomposited", &p->uncomposited, error)
           || !get_int32 (o, "inpaint_full_res_padding", &p->full_res_padding, error))
         goto fail;
       p->mask_blur = member (o, "mask_blur") ? blur : blur_x;

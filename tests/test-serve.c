@@ -602,6 +602,63 @@ test_inpaint_matches_cli (void)
   g_assert_cmpuint (json_array_get_length (loaded), ==, 2);
 }
 
+/* "impasto_uncomposited" (the GIMP plug-in's request): the image as the model
+ * made it; without it the original is pasted back outside the mask. */
+static void
+test_inpaint_uncomposited (void)
+{
+  Server *s = require_main ();
+  if (!s)
+    return;
+  g_autofree char *init64 = png_file_base64 (init_png);
+  g_autofree char *mask64 = png_file_base64 (mask_png);
+  GBytes *png[2];
+  for (int raw = 0; raw < 2; raw++)
+    {
+      g_autofree char *body = g_strdup_printf (
+          "{\"init_images\": [\"%s\"], \"mask\": \"%s\", \"prompt\": \"x\", \"seed\": 5, "
+          "\"steps\": 2, \"denoising_strength\": 1.0, \"width\": 64, \"height\": 64, "
+          "\"sampler_name\": \"Euler a\", \"mask_blur\": 0, \"impasto_uncomposited\": %s}",
+          init64, mask64, raw ? "true" : "false");
+      g_auto (Resp) r = { 0 };
+      http (s, FALSE, "POST", "/sdapi/v1/img2img", body, NULL, &r);
+      png[raw] = first_image (&r);
+    }
+  GError *error = NULL;
+  g_autoptr (SdImage) init = sd_image_load_png (init_png, 3, NULL, &error);
+  g_assert_no_error (error);
+  g_autoptr (SdImage) mask = sd_image_load_png (mask_png, 1, NULL, &error);
+  g_assert_no_error (error);
+  SdImage *img[2];
+  for (int raw = 0; raw < 2; raw++)
+    {
+      gsize len;
+      const void *d = g_bytes_get_data (png[raw], &len);
+      img[raw] = sd_image_load_png_from_memory (d, len, 3, NULL, &error);
+      g_assert_no_error (error);
+      g_bytes_unref (png[raw]);
+    }
+  /* outside the mask: composited == original, raw != original somewhere */
+  gsize same_comp = 0, diff_raw = 0, outside = 0;
+  for (int y = 0; y < init->height; y++)
+    for (int x = 0; x < init->width; x++)
+      {
+        if (sd_image_row (mask, y)[x] != 0)
+          continue;
+        outside++;
+        const guint8 *o = sd_image_row (init, y) + 3 * x;
+        const guint8 *c = sd_image_row (img[0], y) + 3 * x;
+        const guint8 *r = sd_image_row (img[1], y) + 3 * x;
+        same_comp += memcmp (o, c, 3) == 0;
+        diff_raw += memcmp (o, r, 3) != 0;
+      }
+  g_assert_cmpuint (outside, >, 0);
+  g_assert_cmpuint (same_comp, ==, outside);
+  g_assert_cmpuint (diff_raw, >, outside / 2);
+  sd_image_free (img[0]);
+  sd_image_free (img[1]);
+}
+
 static void
 test_options_switch (void)
 {
@@ -1192,6 +1249,7 @@ main (int argc, char **argv)
   g_test_add_func ("/serve/txt2img-matches-cli", test_txt2img_matches_cli);
   g_test_add_func ("/serve/img2img-matches-cli", test_img2img_matches_cli);
   g_test_add_func ("/serve/inpaint-matches-cli", test_inpaint_matches_cli);
+  g_test_add_func ("/serve/inpaint-uncomposited", test_inpaint_uncomposited);
   g_test_add_func ("/serve/options-switch", test_options_switch);
   g_test_add_func ("/serve/progress-queue-order", test_progress_queue_order);
   g_test_add_func ("/serve/interrupt", test_interrupt);
