@@ -5,7 +5,9 @@ Seeds are small: valid files (metadata, zero-dim and empty tensors, every
 dtype, escapes), one file per kind of corruption the reader refuses, and
 model-shaped headers: subsets of the tiny golden checkpoints' headers (original
 SD 1.5 / SDXL naming, diffusers naming) so the fuzzer reaches the name maps and
-architecture detection. Run from the repository root:
+architecture detection. Files named found-* are inputs libFuzzer found to
+reach new code (tools/fuzz.sh, then -merge=1 against these seeds); this script
+leaves them alone. Run from the repository root:
     /usr/bin/python3 tests/fuzz/make-corpus.py [GOLDEN_DIR GOLDEN_SDXL_DIR]
 """
 import json
