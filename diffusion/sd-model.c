@@ -1190,3 +1190,106 @@ sd_model_read_f16 (SdModel *m, const char *name, guint16 *dst, gsize n_elements,
   g_return_val_if_fail (dst != NULL || n_elements == 0, FALSE);
   return read_tensor (m, name, n_elements, TRUE, dst, error);
 }
+
+/* ------------------------------------------------------------ shape tables */
+
+gboolean
+sd_model_is_shape_table (const char *path)
+{
+  if (!g_str_has_suffix (path, ".json") || !g_file_test (path, G_FILE_TEST_IS_REGULAR))
+    return FALSE;
+  g_autoptr (JsonParser) p = json_parser_new ();
+  if (!json_parser_load_from_file (p, path, NULL))
+    return FALSE;
+  JsonNode *root = json_parser_get_root (p);
+  return root && JSON_NODE_HOLDS_OBJECT (root)
+         && json_object_has_member (json_node_get_object (root), "tensors");
+}
+
+static void
+append_table (GString *h, JsonObject *tensors, guint64 *off, gboolean *first)
+{
+  GList *names = json_object_get_members (tensors);
+  for (GList *l = names; l; l = l->next)
+    {
+      JsonNode *n = json_object_get_member (tensors, l->data);
+      if (!JSON_NODE_HOLDS_OBJECT (n))
+        continue;
+      JsonObject *t = json_node_get_object (n);
+      JsonNode *sn = json_object_get_member (t, "shape");
+      if (!sn || !JSON_NODE_HOLDS_ARRAY (sn))
+        continue;
+      JsonArray *shape = json_node_get_array (sn);
+      const char *dtype = json_object_has_member (t, "dtype") ? json_object_get_string_member (t, "dtype") : "F32";
+      gsize es = strcmp (dtype, "I64") == 0 || strcmp (dtype, "F64") == 0 ? 8
+                 : strcmp (dtype, "F16") == 0 || strcmp (dtype, "BF16") == 0 ? 2 : 4;
+      guint64 n_el = 1;
+      g_autoptr (JsonBuilder) unused = NULL;
+      GString *dims = g_string_new (NULL);
+      for (guint d = 0; d < json_array_get_length (shape); d++)
+        {
+          gint64 v = json_array_get_int_element (shape, d);
+          n_el *= (guint64) MAX (v, 0);
+          g_string_append_printf (dims, "%s%" G_GINT64_FORMAT, d ? "," : "", v);
+        }
+      g_autofree char *name = g_strescape (l->data, NULL);
+      g_string_append_printf (h, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[%s],\"data_offsets\":[%" G_GUINT64_FORMAT
+                              ",%" G_GUINT64_FORMAT "]}",
+                              *first ? "" : ",", name, dtype, dims->str, *off, *off + n_el * es);
+      g_string_free (dims, TRUE);
+      *off += n_el * es;
+      *first = FALSE;
+    }
+  g_list_free (names);
+}
+
+SdModel *
+sd_model_open_shape_table (const char *path, const SdOpenOptions *options, GError **error)
+{
+  g_autoptr (JsonParser) p = json_parser_new ();
+  if (!json_parser_load_from_file (p, path, error))
+    {
+      g_prefix_error (error, "%s: ", path);
+      return NULL;
+    }
+  JsonNode *root = json_parser_get_root (p);
+  JsonObject *o = root && JSON_NODE_HOLDS_OBJECT (root) ? json_node_get_object (root) : NULL;
+  JsonNode *tn = o ? json_object_get_member (o, "tensors") : NULL;
+  if (!tn || !JSON_NODE_HOLDS_OBJECT (tn))
+    {
+      g_set_error (error, SD_ERROR, SD_ERROR_CORRUPT, "%s: not a shape table (no \"tensors\" object)", path);
+      return NULL;
+    }
+  GString *h = g_string_new ("{");
+  guint64 off = 0;
+  gboolean first = TRUE;
+  append_table (h, json_node_get_object (tn), &off, &first);
+  JsonNode *en = json_object_get_member (o, "optional_extras");
+  if (en && JSON_NODE_HOLDS_OBJECT (en))
+    append_table (h, json_node_get_object (en), &off, &first);
+  g_string_append_c (h, '}');
+  while (h->len % 8)
+    g_string_append_c (h, ' ');
+  gsize hlen = h->len;
+  guint8 *buf = g_malloc (8 + hlen);
+  for (int i = 0; i < 8; i++)
+    buf[i] = (guint8) (((guint64) hlen >> (8 * i)) & 0xff);
+  memcpy (buf + 8, h->str, hlen);
+  g_string_free (h, TRUE);
+  SdSafetensors *st = sd_safetensors_new_from_header (buf, 8 + hlen, 8 + hlen + off, error);
+  g_free (buf);
+  if (!st)
+    {
+      g_prefix_error (error, "%s: ", path);
+      return NULL;
+    }
+  SdOpenOptions ho = options ? *options : (SdOpenOptions) { 0 };
+  ho.header_only = TRUE;
+  SdModel *m = sd_model_new_from_safetensors (st, &ho, error);
+  if (m)
+    {
+      g_free (m->path);
+      m->path = g_strdup (path);
+    }
+  return m;
+}

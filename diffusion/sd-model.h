@@ -211,6 +211,14 @@ SdModel *sd_model_open (const char *path, const SdOpenOptions *options, GError *
 /* The same for a single-file checkpoint already opened (e.g. from memory with
  * sd_safetensors_new_from_header); takes ownership of st, also on error. */
 struct _SdSafetensors;
+/* Open a shape table (the format of ../shared/golden/shapes/<model>_single_file.json:
+ * {"tensors": {name: {"shape": [...], "dtype": "F32"}}, "optional_extras": {...}})
+ * as a header-only model: what a checkpoint with those tensors would be, to
+ * inspect or plan for full-size models without their gigabytes. */
+SdModel *sd_model_open_shape_table (const char *path, const SdOpenOptions *options, GError **error);
+/* TRUE when path looks like a shape table (a .json file whose top level has
+ * a "tensors" object). */
+gboolean sd_model_is_shape_table (const char *path);
 SdModel *sd_model_new_from_safetensors (struct _SdSafetensors *st, const SdOpenOptions *options,
                                         GError **error);
 void sd_model_free (SdModel *model);

@@ -107,6 +107,14 @@ gboolean sd_vae_decode (SdVae *vae, int batch, int height, int width, const floa
 gboolean sd_vae_encode (SdVae *vae, int batch, int height, int width, const float *image,
                         float *mean, float *logvar, SdDebugTaps *debug, GError **error);
 
+/* Shapes-only VAE and the plan of one decode of a latent of this size
+ * (without tiling: largest_tensor_bytes says whether one pass would fit). */
+SdVae *sd_vae_new_virtual (IvkContext *ctx, SdModel *model, gboolean fp16, GError **error);
+gboolean sd_vae_plan_decode (SdVae *vae, int batch, int height, int width, IvkGraphStats *stats,
+                             GError **error);
+/* Whether a decode of this latent size tiles, and with which tile (latent px). */
+gboolean sd_vae_decode_tiles (SdVae *vae, int batch, int height, int width, int *tile);
+
 /* Force tiling (tile = latent tile side, overlap in latent pixels); 0 = auto. */
 void sd_vae_set_tiling (SdVae *vae, int tile, int overlap);
 

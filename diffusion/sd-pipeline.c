@@ -309,7 +309,7 @@ get_tokenizer (SdPipeline *p, int i, GError **error)
 
 /* Hidden state layer and final LayerNorm for an encoder, A1111 clip_skip style. */
 static void
-layer_choice (SdPipeline *p, int i, int clip_skip, int *skip, gboolean *final_ln)
+layer_choice (SdPipeline *p, int clip_skip, int *skip, gboolean *final_ln)
 {
   int extra = clip_skip > 1 ? clip_skip - 1 : 0;
   if (p->cfg.arch == SD_ARCH_SDXL || p->cfg.arch == SD_ARCH_SDXL_REFINER)
@@ -319,13 +319,12 @@ layer_choice (SdPipeline *p, int i, int clip_skip, int *skip, gboolean *final_ln
       *final_ln = FALSE;
       return;
     }
+  /* SD 1.x: the last layer with the final LayerNorm. SD 2.x conditions on
+   * OpenCLIP's penultimate layer (ldm FrozenOpenCLIPEmbedder
+   * layer="penultimate"); the loader drops the last layer of single files as
+   * diffusers' conversion does, so both forms use their last layer here. */
   *final_ln = TRUE;
   *skip = extra;
-  /* SD 2.x conditions on OpenCLIP's penultimate layer (ldm FrozenOpenCLIPEmbedder
-   * layer="penultimate"); diffusers folders drop the last layer instead (23 of
-   * 24), single files keep all 24. */
-  if (p->cfg.arch == SD_ARCH_SD2 && enc_cfg (p, i)->n_layers % 2 == 0)
-    *skip += 1;
 }
 
 /* Encode a prompt with encoder i: hidden [n_chunks, 77, C] with A1111
@@ -349,7 +348,7 @@ encode_one (SdPipeline *p, int i, const char *prompt, int clip_skip, float **hid
   int P = ec->projection_dim > 0 ? ec->projection_dim : C;
   g_autofree float *pool = pooled ? g_new (float, (gsize) n * P) : NULL;
   SdClipRequest req = { .hidden = z, .pooled = pool };
-  layer_choice (p, i, clip_skip, &req.skip, &req.final_ln);
+  layer_choice (p, clip_skip, &req.skip, &req.final_ln);
   if (!sd_clip_encode (clip, tokens->ids, n, &req, error))
     {
       g_free (z);

@@ -35,6 +35,8 @@ typedef struct
 
 static const IvkDType ACT = IVK_F32;
 
+static SdNetGraph *build_decoder (SdVae *v, int batch, int height, int width, gboolean debug);
+
 SdVae *
 sd_vae_new (IvkContext *ctx, SdModel *model, gboolean fp16, GError **error)
 {
@@ -70,6 +72,24 @@ const SdVaeConfig *
 sd_vae_get_config (SdVae *v)
 {
   return &v->cfg;
+}
+
+SdVae *
+sd_vae_new_virtual (IvkContext *ctx, SdModel *model, gboolean fp16, GError **error)
+{
+  SdVae *v = sd_vae_new (ctx, model, fp16, error);
+  if (v)
+    sd_weights_set_virtual (v->w, TRUE);
+  return v;
+}
+
+gboolean
+sd_vae_plan_decode (SdVae *v, int batch, int height, int width, IvkGraphStats *stats, GError **error)
+{
+  SdNetGraph *ng = build_decoder (v, batch, height, width, FALSE);
+  gboolean ok = ivk_graph_plan (ng->g, stats, error);
+  sd_net_graph_free (ng);
+  return ok;
 }
 
 guint64
@@ -430,6 +450,16 @@ choose_tile (SdVae *v, gboolean decoder, int batch, int H, int Wd)
       t /= 2;
     }
   return MAX (t, 16) / 8 * 8;
+}
+
+gboolean
+sd_vae_decode_tiles (SdVae *v, int batch, int height, int width, int *tile)
+{
+  SdNetGraph *ng = build_decoder (v, batch, height, width, FALSE);
+  gboolean one_pass = fits (v, ng);
+  sd_net_graph_free (ng);
+  *tile = one_pass ? 0 : (v->tile > 0 ? v->tile : choose_tile (v, TRUE, batch, height, width));
+  return !one_pass;
 }
 
 gboolean

@@ -5,10 +5,11 @@
 // loads on both operands (conv2d_tex.comp fetches one scalar per tap).
 //
 // Each invocation computes TM output channels (interleaved by the workgroup's
-// y size) x 4*TN4 consecutive output pixels of one row. Per input channel and
-// kernel row it fetches the input row segment the 4*TN4 pixels need for all
-// KW taps as aligned vec4 texels (the "window"): with stride 1 and KW = 3 that
-// is TN4 + 2 fetches for 12*TN4 products per channel. The taps' shifted views
+// y size) x RH output rows x 4*TN4 consecutive output pixels. Per input
+// channel and input row it fetches the row segment the pixels need for all KW
+// taps as aligned vec4 texels (the "window"): with stride 1 and KW = 3 that is
+// TN4 + 2 fetches, used by up to KH output rows (RH > 1 matters for the small
+// images of the deep UNet levels, where rows are short). The taps' shifted views
 // of the window are just other registers once llvmpipe has vectorised across
 // invocations, so they cost nothing. The weights of 4 input channels x KH x
 // KW taps of one output channel are KH*KW consecutive vec4 texels ([Co, Ci,
@@ -33,6 +34,7 @@ layout (constant_id = 9) const int PT = 1;
 layout (constant_id = 10) const int PL = 1;
 layout (constant_id = 11) const uint NF = 4;  // window: NF vec4 texels
 layout (constant_id = 12) const int WB = 4;   // window start = source x of the block - WB
+layout (constant_id = 13) const uint RH = 1;  // output rows per invocation (MODE 1: 1)
 
 layout (binding = 0) uniform samplerBuffer x; // [N, Ci, H, W], vec4 texels
 layout (binding = 1) uniform samplerBuffer w; // [Co, Ci, KH, KW], vec4 texels
@@ -49,15 +51,20 @@ layout (push_constant) uniform P
 
 const uint NPX = 4u * TN4;
 const uint KT = KH * KW;
+const uint NPR = RH * NPX; // pixels per invocation
+// input rows per invocation ("slots"): output row r, kernel row ky read slot
+// r + ky (MODE 0), 2r + ky (MODE 2); MODE 1 has RH = 1 and slot ky
+const uint NS = MODE == 2u ? 2u * (RH - 1u) + KH : RH + KH - 1u;
 
 void main ()
 {
   const uint WY = gl_WorkGroupSize.y;
   uint nb = gl_WorkGroupID.z;
   uint gx = gl_GlobalInvocationID.x;
-  uint oy = min (gx / p.blocks, p.oh - 1u);
+  uint rows = (p.oh + RH - 1u) / RH;
+  uint oy0 = min (gx / p.blocks, rows - 1u) * RH;
   uint ox0 = (gx - (gx / p.blocks) * p.blocks) * NPX;
-  bool live = gx < p.blocks * p.oh;
+  bool live = gx < p.blocks * rows;
   uint tile_m = gl_WorkGroupID.y * WY * TM + gl_LocalInvocationID.y;
 
   // source column of the window's first element (a multiple of 4)
@@ -71,8 +78,8 @@ void main ()
   int xbase = int ((p.off[0] + nb * p.cin * p.h * p.w) / 4u);
   int w4 = W / 4;
 
-  float acc[TM * NPX];
-  [[unroll]] for (uint i = 0; i < TM * NPX; i++)
+  float acc[TM * NPR];
+  [[unroll]] for (uint i = 0; i < TM * NPR; i++)
     acc[i] = 0.0;
 
   // the window's texels: which are inside the row
@@ -84,24 +91,24 @@ void main ()
       colok[f] = sx >= 0 && sx < W;
       colx[f] = clamp (sx, 0, W - 4) / 4;
     }
-  // source rows of each kernel row
-  bool rowok[KH];
-  int rowy[KH];
-  [[unroll]] for (uint ky = 0; ky < KH; ky++)
+  // source row of each slot
+  bool rowok[NS];
+  int rowy[NS];
+  [[unroll]] for (uint s = 0; s < NS; s++)
     {
       int iy;
       if (MODE == 1u)
         {
-          int uy = int (oy) + int (ky) - PT;
-          rowok[ky] = uy >= 0 && uy < 2 * H;
+          int uy = int (oy0) + int (s) - PT;
+          rowok[s] = uy >= 0 && uy < 2 * H;
           iy = uy >> 1;
         }
       else
         {
-          iy = (MODE == 2u ? 2 * int (oy) : int (oy)) + int (ky) - PT;
-          rowok[ky] = iy >= 0 && iy < H;
+          iy = (MODE == 2u ? 2 * int (oy0) : int (oy0)) + int (s) - PT;
+          rowok[s] = iy >= 0 && iy < H;
         }
-      rowy[ky] = clamp (iy, 0, H - 1) * w4;
+      rowy[s] = clamp (iy, 0, H - 1) * w4;
     }
 
   uint c4n = p.cin / 4u;
@@ -114,35 +121,40 @@ void main ()
       [[unroll]] for (uint c = 0; c < 4u; c++)
         {
           int plane = xbase + int ((c4 * 4u + c) * p.h) * w4;
-          [[unroll]] for (uint ky = 0; ky < KH; ky++)
+          [[unroll]] for (uint s = 0; s < NS; s++)
             {
               float win[NF * 4u];
               [[unroll]] for (uint f = 0; f < NF; f++)
                 {
-                  vec4 v = texelFetch (x, plane + rowy[ky] + colx[f]);
-                  v = (colok[f] && rowok[ky]) ? v : vec4 (0.0);
+                  vec4 v = texelFetch (x, plane + rowy[s] + colx[f]);
+                  v = (colok[f] && rowok[s]) ? v : vec4 (0.0);
                   win[4u * f] = v.x;
                   win[4u * f + 1u] = v.y;
                   win[4u * f + 2u] = v.z;
                   win[4u * f + 3u] = v.w;
                 }
-              [[unroll]] for (uint kx = 0; kx < KW; kx++)
-                {
-                  [[unroll]] for (uint i = 0; i < TM; i++)
-                    {
-                      uint t = c * KT + ky * KW + kx; // tap within the 4-channel chunk
-                      float wt = wv[i * KT + t / 4u][t % 4u];
-                      [[unroll]] for (uint j = 0; j < NPX; j++)
+              [[unroll]] for (uint r = 0; r < RH; r++)
+                [[unroll]] for (uint ky = 0; ky < KH; ky++)
+                  {
+                    if ((MODE == 2u ? 2u * r + ky : r + ky) != s)
+                      continue; // resolved at compile time
+                    [[unroll]] for (uint kx = 0; kx < KW; kx++)
+                      [[unroll]] for (uint i = 0; i < TM; i++)
                         {
-                          // window element of pixel j, tap kx
-                          int d = int (j + kx) - PL;
-                          uint e = MODE == 2u ? uint (int (j + j + kx) - PL + WB)
-                                 : MODE == 1u ? uint (((d + 64) >> 1) - 32 + WB)
-                                              : uint (d + WB);
-                          acc[i * NPX + j] = fma (wt, win[e], acc[i * NPX + j]);
+                          uint t = c * KT + ky * KW + kx; // tap within the 4-channel chunk
+                          float wt = wv[i * KT + t / 4u][t % 4u];
+                          [[unroll]] for (uint j = 0; j < NPX; j++)
+                            {
+                              // window element of pixel j, tap kx
+                              int d = int (j + kx) - PL;
+                              uint e = MODE == 2u ? uint (int (j + j + kx) - PL + WB)
+                                     : MODE == 1u ? uint (((d + 64) >> 1) - 32 + WB)
+                                                  : uint (d + WB);
+                              uint a = (i * RH + r) * NPX + j;
+                              acc[a] = fma (wt, win[e], acc[a]);
+                            }
                         }
-                    }
-                }
+                  }
             }
         }
     }
@@ -156,15 +168,20 @@ void main ()
       if (co >= p.cout)
         continue;
       float bv = HAS_BIAS ? float (bias[p.off[2] + co]) : 0.0;
-      uint obase = (nb * p.cout + co) * npix + oy * p.ow + ox0;
-      [[unroll]] for (uint j = 0; j < NPX; j++)
+      [[unroll]] for (uint rr = 0; rr < RH; rr++)
         {
-          if (ox0 + j >= p.ow)
+          if (oy0 + rr >= p.oh)
             continue;
-          float v = acc[i * NPX + j] + bv;
-          if (HAS_RES)
-            v += float (r[p.off[3] + obase + j]);
-          y[p.off[4] + obase + j] = ACT_T (v);
+          uint obase = (nb * p.cout + co) * npix + (oy0 + rr) * p.ow + ox0;
+          [[unroll]] for (uint j = 0; j < NPX; j++)
+            {
+              if (ox0 + j >= p.ow)
+                continue;
+              float v = acc[(i * RH + rr) * NPX + j] + bv;
+              if (HAS_RES)
+                v += float (r[p.off[3] + obase + j]);
+              y[p.off[4] + obase + j] = ACT_T (v);
+            }
         }
     }
 }
