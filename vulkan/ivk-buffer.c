@@ -402,11 +402,10 @@ ivk_weight_store_get_bytes (IvkWeightStore *ws)
   return ws->bytes;
 }
 
-IvkTensor *
-ivk_weight_store_add_virtual (IvkWeightStore *ws, const char *name, IvkDType dtype, int ndim,
-                              const gint64 *shape)
+/* A tensor that lives outside graphs (no storage yet). */
+static IvkTensor *
+persistent_tensor_new (const char *name, IvkDType dtype, int ndim, const gint64 *shape)
 {
-  g_return_val_if_fail (ndim >= 0 && ndim <= IVK_MAX_DIMS, NULL);
   IvkTensor *t = g_new0 (IvkTensor, 1);
   t->dtype = dtype;
   t->ndim = ndim;
@@ -420,6 +419,15 @@ ivk_weight_store_add_virtual (IvkWeightStore *ws, const char *name, IvkDType dty
   t->flags = IVK_TENSOR_PERSISTENT;
   t->name = g_strdup (name);
   t->id = -1;
+  return t;
+}
+
+IvkTensor *
+ivk_weight_store_add_virtual (IvkWeightStore *ws, const char *name, IvkDType dtype, int ndim,
+                              const gint64 *shape)
+{
+  g_return_val_if_fail (ndim >= 0 && ndim <= IVK_MAX_DIMS, NULL);
+  IvkTensor *t = persistent_tensor_new (name, dtype, ndim, shape);
   ws->bytes += ivk_tensor_nbytes (t);
   g_ptr_array_add (ws->tensors, t);
   return t;
@@ -430,19 +438,7 @@ ivk_weight_store_add (IvkWeightStore *ws, const char *name, IvkDType dtype, int 
                       const gint64 *shape, const void *data, GError **error)
 {
   g_return_val_if_fail (ndim >= 0 && ndim <= IVK_MAX_DIMS, NULL);
-  IvkTensor *t = g_new0 (IvkTensor, 1);
-  t->dtype = dtype;
-  t->ndim = ndim;
-  t->n_elements = 1;
-  for (int i = 0; i < IVK_MAX_DIMS; i++)
-    {
-      t->shape[i] = i < ndim ? shape[i] : 1;
-      if (i < ndim)
-        t->n_elements *= shape[i];
-    }
-  t->flags = IVK_TENSOR_PERSISTENT;
-  t->name = g_strdup (name);
-  t->id = -1;
+  IvkTensor *t = persistent_tensor_new (name, dtype, ndim, shape);
   guint64 nbytes = ivk_tensor_nbytes (t);
   const IvkDeviceInfo *info = &ws->ctx->info;
   if (nbytes > info->max_storage_buffer_range)
