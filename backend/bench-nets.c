@@ -122,6 +122,7 @@ typedef struct
 {
   double first_ms;
   double median_ms, min_ms, max_ms;
+  double cpu_median_ms; /* CPU time of this process per call (CPU devices: the work) */
   int runs;
   double *times; /* owned, runs */
   GArray *profile; /* IvkNodeProfile of the profiled run, or NULL */
@@ -152,13 +153,17 @@ measure (BenchReport *r, BenchCall call, gpointer data, Measure *m, GError **err
   m->first_ms = (g_get_monotonic_time () - t0) / 1000.0;
   m->runs = opt->runs;
   m->times = g_new (double, opt->runs);
+  g_autofree double *cpu = g_new (double, opt->runs);
   for (int i = 0; i < opt->runs; i++)
     {
       t0 = g_get_monotonic_time ();
+      double c0 = bench_cpu_ms ();
       if (!call (data, error))
         return FALSE;
       m->times[i] = (g_get_monotonic_time () - t0) / 1000.0;
+      cpu[i] = bench_cpu_ms () - c0;
     }
+  m->cpu_median_ms = bench_median (cpu, opt->runs);
   g_autofree double *sorted = g_memdup2 (m->times, sizeof (double) * opt->runs);
   m->median_ms = bench_median (sorted, opt->runs);
   m->min_ms = sorted[0];
@@ -243,9 +248,9 @@ report (BenchReport *r, const char *what, const char *model, const char *detail,
   const IvkDeviceInfo *info = ivk_context_get_info (r->ctx);
   double gflops = m->flops > 0 ? m->flops / (m->median_ms * 1e6) : 0;
   double frac = r->best_gemm_gflops > 0 && gflops > 0 ? gflops / r->best_gemm_gflops : 0;
-  bench_say (r, "\n%s %s %s: median %.3f s (min %.3f, max %.3f, %d runs; first call %.2f s)\n", what,
-             model, detail, m->median_ms / 1000, m->min_ms / 1000, m->max_ms / 1000, m->runs,
-             m->first_ms / 1000);
+  bench_say (r, "\n%s %s %s: median %.3f s (min %.3f, max %.3f, %d runs; first call %.2f s; CPU time %.3f s per call)\n",
+             what, model, detail, m->median_ms / 1000, m->min_ms / 1000, m->max_ms / 1000, m->runs,
+             m->first_ms / 1000, m->cpu_median_ms / 1000);
   if (m->flops > 0)
     bench_say (r, "  %.1f GFLOP per call, %.2f GFLOP/s = %.0f%% of this device's best GEMM (%.2f GFLOP/s)\n",
                m->flops / 1e9, gflops, 100 * frac, r->best_gemm_gflops);
@@ -266,6 +271,7 @@ report (BenchReport *r, const char *what, const char *model, const char *detail,
   json_add_double (o, "min_ms", m->min_ms);
   json_add_double (o, "max_ms", m->max_ms);
   json_add_double (o, "first_ms", m->first_ms);
+  json_add_double (o, "cpu_ms", m->cpu_median_ms);
   json_add_double (o, "flops", m->flops);
   json_add_double (o, "gflops", gflops);
   json_add_double (o, "fraction_of_best_gemm", frac);

@@ -130,6 +130,13 @@ b_conv3x3_1280_4 (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GEr
 }
 
 static IvkTensor *
+b_conv3x3_640_16 (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  IvkTensor *w = rand_weight (ws, wt, 4, W4 (640, 640, 3, 3), 0.02f, error);
+  return w ? ivk_conv2d (g, input (g, at, 4, 2, 640, 16, 16), w, NULL, NULL) : NULL;
+}
+
+static IvkTensor *
 b_conv3x3_up (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
 {
   IvkTensor *w = rand_weight (ws, wt, 4, W4 (640, 640, 3, 3), 0.02f, error);
@@ -150,6 +157,22 @@ b_attention_self (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GEr
 {
   IvkTensor *x = input (g, at, 3, 1, 4096, 320, 0);
   IvkAttentionParams p = { .heads = 8, .scale = 1.0f / sqrtf (40.0f) };
+  return ivk_attention (g, x, x, x, &p);
+}
+
+static IvkTensor *
+b_attention_self80 (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  IvkTensor *x = input (g, at, 3, 2, 1024, 640, 0);
+  IvkAttentionParams p = { .heads = 8, .scale = 1.0f / sqrtf (80.0f) };
+  return ivk_attention (g, x, x, x, &p);
+}
+
+static IvkTensor *
+b_attention_self160 (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  IvkTensor *x = input (g, at, 3, 2, 256, 1280, 0);
+  IvkAttentionParams p = { .heads = 8, .scale = 1.0f / sqrtf (160.0f) };
   return ivk_attention (g, x, x, x, &p);
 }
 
@@ -238,11 +261,14 @@ static const OpCase op_cases[] = {
   { "conv2d", "3x3 320->320 at 64x64", F16, F16, b_conv3x3 },
   { "conv2d", "3x3 320->320 at 64x64", F32, F16, b_conv3x3 },
   { "conv2d", "1x1 320->320 at 64x64", F32, F32, b_conv1x1 },
+  { "conv2d", "3x3 640->640 at 16x16, batch 2", F16, F16, b_conv3x3_640_16 },
   { "conv2d", "3x3 1280->1280 at 8x8, batch 2", F16, F16, b_conv3x3_1280_8 },
   { "conv2d", "3x3 1280->1280 at 4x4, batch 2", F16, F16, b_conv3x3_1280_4 },
   { "conv2d", "up2x + 3x3 640->640 16->32, batch 2", F16, F16, b_conv3x3_up },
   { "attention", "self 4096x4096, 8 heads x 40 (SD1.5 level 1)", F32, F32, b_attention_self },
   { "attention", "self 4096x4096, 8 heads x 40 (SD1.5 level 1)", F16, F16, b_attention_self },
+  { "attention", "self 2x1024x1024, 8 heads x 80 (level 2)", F16, F16, b_attention_self80 },
+  { "attention", "self 2x256x256, 8 heads x 160 (level 3)", F16, F16, b_attention_self160 },
   { "attention", "cross 4096x77, 8 heads x 40", F32, F32, b_attention_cross },
   { "attention", "cross 4096x77, 8 heads x 40", F16, F16, b_attention_cross },
   { "group_norm", "320ch/32 groups at 64x64 + silu", F32, F32, b_group_norm },

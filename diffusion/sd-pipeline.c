@@ -679,7 +679,7 @@ prepare_conditioning (SdPipeline *p, const SdJob *job, Loop *L, GString *notes, 
         {
           /* SDXL base (force_zeros_for_empty_prompt): no negative prompt means
            * zero context and pooled embedding, not the encoding of "" */
-          if (xl && p->cfg.arch == SD_ARCH_SDXL && job->negative == NULL)
+          if (xl && p->cfg.force_zeros_for_empty_prompt && job->negative == NULL)
             {
               tu = tc;
               u = g_new0 (float, (gsize) tu * D);

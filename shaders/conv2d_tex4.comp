@@ -35,6 +35,10 @@ layout (constant_id = 10) const int PL = 1;
 layout (constant_id = 11) const uint NF = 4;  // window: NF vec4 texels
 layout (constant_id = 12) const int WB = 4;   // window start = source x of the block - WB
 layout (constant_id = 13) const uint RH = 1;  // output rows per invocation (MODE 1: 1)
+// llvmpipe runs the invocations of a workgroup as SIMD lanes along x only
+// (WX not a multiple of 8 leaves lanes idle): lanes go along the pixel blocks,
+// or along the output channels (CO_X) where an image has fewer than 8 blocks
+layout (constant_id = 14) const bool CO_X = false;
 
 layout (binding = 0) uniform samplerBuffer x; // [N, Ci, H, W], vec4 texels
 layout (binding = 1) uniform samplerBuffer w; // [Co, Ci, KH, KW], vec4 texels
@@ -58,14 +62,16 @@ const uint NS = MODE == 2u ? 2u * (RH - 1u) + KH : RH + KH - 1u;
 
 void main ()
 {
-  const uint WY = gl_WorkGroupSize.y;
+  // CS: stride between the output channels of one invocation
+  const uint CS = CO_X ? gl_WorkGroupSize.x : gl_WorkGroupSize.y;
   uint nb = gl_WorkGroupID.z;
-  uint gx = gl_GlobalInvocationID.x;
+  uint gx = CO_X ? gl_GlobalInvocationID.y : gl_GlobalInvocationID.x;
   uint rows = (p.oh + RH - 1u) / RH;
   uint oy0 = min (gx / p.blocks, rows - 1u) * RH;
   uint ox0 = (gx - (gx / p.blocks) * p.blocks) * NPX;
   bool live = gx < p.blocks * rows;
-  uint tile_m = gl_WorkGroupID.y * WY * TM + gl_LocalInvocationID.y;
+  uint tile_m = CO_X ? gl_WorkGroupID.x * CS * TM + gl_LocalInvocationID.x
+                     : gl_WorkGroupID.y * CS * TM + gl_LocalInvocationID.y;
 
   // source column of the window's first element (a multiple of 4)
   int sx0 = (MODE == 2u ? 2 * int (ox0) : MODE == 1u ? int (ox0 / 2u) : int (ox0)) - WB;
@@ -74,7 +80,7 @@ void main ()
   // vec4 index of each output channel's weights
   int wrow[TM];
   [[unroll]] for (uint i = 0; i < TM; i++)
-    wrow[i] = int ((p.off[1] + min (tile_m + i * WY, p.cout - 1u) * p.cin * KT) / 4u);
+    wrow[i] = int ((p.off[1] + min (tile_m + i * CS, p.cout - 1u) * p.cin * KT) / 4u);
   int xbase = int ((p.off[0] + nb * p.cin * p.h * p.w) / 4u);
   int w4 = W / 4;
 
@@ -121,41 +127,38 @@ void main ()
       [[unroll]] for (uint c = 0; c < 4u; c++)
         {
           int plane = xbase + int ((c4 * 4u + c) * p.h) * w4;
+          // every input row this invocation needs for channel c, then the
+          // products; all indices are compile-time constants once unrolled
+          float win[NS * NF * 4u];
           [[unroll]] for (uint s = 0; s < NS; s++)
-            {
-              float win[NF * 4u];
-              [[unroll]] for (uint f = 0; f < NF; f++)
-                {
-                  vec4 v = texelFetch (x, plane + rowy[s] + colx[f]);
-                  v = (colok[f] && rowok[s]) ? v : vec4 (0.0);
-                  win[4u * f] = v.x;
-                  win[4u * f + 1u] = v.y;
-                  win[4u * f + 2u] = v.z;
-                  win[4u * f + 3u] = v.w;
-                }
-              [[unroll]] for (uint r = 0; r < RH; r++)
-                [[unroll]] for (uint ky = 0; ky < KH; ky++)
+            [[unroll]] for (uint f = 0; f < NF; f++)
+              {
+                vec4 v = texelFetch (x, plane + rowy[s] + colx[f]);
+                v = (colok[f] && rowok[s]) ? v : vec4 (0.0);
+                win[(s * NF + f) * 4u] = v.x;
+                win[(s * NF + f) * 4u + 1u] = v.y;
+                win[(s * NF + f) * 4u + 2u] = v.z;
+                win[(s * NF + f) * 4u + 3u] = v.w;
+              }
+          [[unroll]] for (uint r = 0; r < RH; r++)
+            [[unroll]] for (uint ky = 0; ky < KH; ky++)
+              [[unroll]] for (uint kx = 0; kx < KW; kx++)
+                [[unroll]] for (uint i = 0; i < TM; i++)
                   {
-                    if ((MODE == 2u ? 2u * r + ky : r + ky) != s)
-                      continue; // resolved at compile time
-                    [[unroll]] for (uint kx = 0; kx < KW; kx++)
-                      [[unroll]] for (uint i = 0; i < TM; i++)
-                        {
-                          uint t = c * KT + ky * KW + kx; // tap within the 4-channel chunk
-                          float wt = wv[i * KT + t / 4u][t % 4u];
-                          [[unroll]] for (uint j = 0; j < NPX; j++)
-                            {
-                              // window element of pixel j, tap kx
-                              int d = int (j + kx) - PL;
-                              uint e = MODE == 2u ? uint (int (j + j + kx) - PL + WB)
-                                     : MODE == 1u ? uint (((d + 64) >> 1) - 32 + WB)
-                                                  : uint (d + WB);
-                              uint a = (i * RH + r) * NPX + j;
-                              acc[a] = fma (wt, win[e], acc[a]);
-                            }
-                        }
+                    uint t = c * KT + ky * KW + kx; // tap within the 4-channel chunk
+                    float wt = wv[i * KT + t / 4u][t % 4u];
+                    uint srow = (MODE == 2u ? 2u * r + ky : r + ky) * NF * 4u;
+                    [[unroll]] for (uint j = 0; j < NPX; j++)
+                      {
+                        // window element of pixel j, tap kx
+                        int d = int (j + kx) - PL;
+                        uint e = MODE == 2u ? uint (int (j + j + kx) - PL + WB)
+                               : MODE == 1u ? uint (((d + 64) >> 1) - 32 + WB)
+                                            : uint (d + WB);
+                        uint a = (i * RH + r) * NPX + j;
+                        acc[a] = fma (wt, win[srow + e], acc[a]);
+                      }
                   }
-            }
         }
     }
 
@@ -164,7 +167,7 @@ void main ()
   uint npix = p.oh * p.ow;
   [[unroll]] for (uint i = 0; i < TM; i++)
     {
-      uint co = tile_m + i * WY;
+      uint co = tile_m + i * CS;
       if (co >= p.cout)
         continue;
       float bv = HAS_BIAS ? float (bias[p.off[2] + co]) : 0.0;

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdio.h>
 
 #include "ops-common.h"
 
@@ -48,33 +49,57 @@ ivk_attention (IvkGraph *g, IvkTensor *q, IvkTensor *k, IvkTensor *v, const IvkA
                            ivk_tensor_describe (q), ivk_tensor_describe (k), params->heads);
       return NULL;
     }
-  gint64 b = q->shape[0], tq = q->shape[1], tk = k->shape[1], c = q->shape[2];
+  gint64 b = q->shape[0], tq_len = q->shape[1], tk = k->shape[1], c = q->shape[2];
   gint64 d = c / params->heads;
   if (d > 512)
     {
       ivk_graph_set_error (g, IVK_ERROR, IVK_ERROR_LIMIT, "attention: head dim %" G_GINT64_FORMAT " > 512", d);
       return NULL;
     }
-  /* CPU devices: q, k, v as vec4 texels along the head dim (attention_tex.comp) */
+  /* CPU devices: q, k, v as vec4 texels along the head dim, several queries
+   * per invocation (attention_tq.comp), or one (attention_tex.comp) */
   const IvkDeviceInfo *info = ivk_context_get_info (ivk_graph_get_context (g));
   gboolean tex = info->is_cpu && d % 4 == 0 && ivk_texel_ok (g, q, 4) && ivk_texel_ok (g, k, 4)
                  && ivk_texel_ok (g, v, 4);
+  gboolean tq = tex && ivk_fast_path ("attention_tq");
   IvkShader shader;
-  if (!ivk_pick_act (g, tex ? "attention_tex" : "attention", q->dtype, &shader))
+  if (!ivk_pick_act (g, tq ? "attention_tq" : tex ? "attention_tex" : "attention", q->dtype, &shader))
     return NULL;
-  gint64 shape[3] = { b, tq, c };
+  gint64 shape[3] = { b, tq_len, c };
   IvkTensor *out = ivk_graph_new_tensor (g, q->dtype, 3, shape);
   if (!out)
     return NULL;
   AttentionPush push = {
-    .batch = b, .tq = tq, .tk = tk, .heads = params->heads,
+    .batch = b, .tq = tq_len, .tk = tk, .heads = params->heads,
     .q_rs = row_stride (q), .k_rs = row_stride (k), .v_rs = row_stride (v),
-    .q_bs = row_stride (q) * tq, .k_bs = row_stride (k) * tk, .v_bs = row_stride (v) * tk,
+    .q_bs = row_stride (q) * tq_len, .k_bs = row_stride (k) * tk, .v_bs = row_stride (v) * tk,
     .scale = params->scale,
   };
   guint32 dc = tex ? 4 * chunk_for (d / 4, 16) : chunk_for (d, 64);
   guint32 wg = 64;
-  guint32 spec[4] = { wg, (guint32) d, dc, params->causal != 0 };
+  guint32 qpi = 1, kb = 8; /* queries per invocation, keys per block (attention_tq) */
+  if (tq)
+    {
+      /* The whole head dim per invocation (chunks would each recompute the
+       * scores), 8 queries up to head dim 80, else 4. CPU ms per dispatch
+       * (impasto bench ops, f16): 8 heads x 40 at 4096 tokens: 1 query per
+       * invocation 6780 (wall, attention_tex.comp), 4 queries 1056, 8 queries
+       * 900; x 80 at 2x1024: 4 queries 285, 8 queries 249; x 160 at 2x256:
+       * 4 queries in 2 chunks 56, whole 43. */
+      dc = d <= 160 ? (guint32) d : 4 * chunk_for (d / 4, 40);
+      qpi = d <= 80 ? 8 : 4;
+      guint v[3];
+      const char *env = g_getenv ("IMPASTO_ATTN_TILES");
+      if (env && sscanf (env, "%u,%u,%u", &v[0], &v[1], &v[2]) == 3 && v[0] >= 1 && v[0] <= 16
+          && v[1] >= 1 && v[1] <= 32 && v[2] >= 4 && v[2] % 4 == 0 && d % v[2] == 0)
+        {
+          qpi = v[0];
+          kb = v[1];
+          dc = v[2];
+        }
+      wg = 8;
+    }
+  guint32 spec[6] = { wg, (guint32) d, dc, params->causal != 0, qpi, kb };
   IvkTensor *bind[4] = { q, k, v, out };
   IvkDispatch disp = {
     .op = "attention",
@@ -82,15 +107,15 @@ ivk_attention (IvkGraph *g, IvkTensor *q, IvkTensor *k, IvkTensor *v, const IvkA
               tex ? IVK_BIND_TEXEL4 : IVK_BIND_STORAGE },
     .shader = shader,
     .spec = spec,
-    .n_spec = 4,
+    .n_spec = tq ? 6 : 4,
     .bind = bind,
     .n_bind = 4,
     .write_mask = 1u << 3,
     .push = &push,
     .push_size = sizeof push,
-    .flops = 4.0 * b * params->heads * tq * tk * d * (params->causal ? 0.5 : 1.0),
+    .flops = 4.0 * b * params->heads * tq_len * tk * d * (params->causal ? 0.5 : 1.0),
   };
-  gint64 threads = b * params->heads * (d / dc) * tq;
+  gint64 threads = b * params->heads * (d / dc) * ((tq_len + qpi - 1) / qpi);
   ivk_grid_1d (g, (threads + wg - 1) / wg, disp.groups);
   if (!ivk_graph_add_dispatch (g, &disp))
     return NULL;

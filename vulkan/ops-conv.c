@@ -27,22 +27,24 @@ typedef struct
 } Conv4Push;
 G_STATIC_ASSERT (sizeof (Conv4Push) <= IVK_PUSH_MAX);
 
-/* IMPASTO_CONV_TILES=wx,wy,tm,tn4[,rh] overrides the block shape of
+/* IMPASTO_CONV_TILES=wx,wy,tm,tn4[,rh[,co_x]] overrides the block shape of
  * conv2d_tex4.comp (for `impasto bench ops` experiments). */
 static gboolean
-conv4_tiles_override (guint32 *wx, guint32 *wy, guint32 *tm, guint32 *tn4, guint32 *rh)
+conv4_tiles_override (guint32 *wx, guint32 *wy, guint32 *tm, guint32 *tn4, guint32 *rh,
+                      guint32 *co_x)
 {
   const char *env = g_getenv ("IMPASTO_CONV_TILES");
-  guint v[5] = { 0, 0, 0, 0, 1 };
-  if (!env || sscanf (env, "%u,%u,%u,%u,%u", &v[0], &v[1], &v[2], &v[3], &v[4]) < 4 || v[0] == 0
-      || v[1] == 0 || v[0] * v[1] > 1024 || v[2] == 0 || v[2] > 32 || v[3] == 0 || v[3] > 16
-      || v[4] == 0 || v[4] > 8)
+  guint v[6] = { 0, 0, 0, 0, 1, 0 };
+  if (!env || sscanf (env, "%u,%u,%u,%u,%u,%u", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) < 4
+      || v[0] == 0 || v[1] == 0 || v[0] * v[1] > 1024 || v[2] == 0 || v[2] > 32 || v[3] == 0
+      || v[3] > 16 || v[4] == 0 || v[4] > 8)
     return FALSE;
   *wx = v[0];
   *wy = v[1];
   *tm = v[2];
   *tn4 = v[3];
   *rh = v[4];
+  *co_x = v[5] != 0;
   return TRUE;
 }
 
@@ -61,15 +63,25 @@ conv_tex4 (IvkGraph *g, IvkTensor *x, IvkTensor *w, IvkTensor *bias, IvkTensor *
   gint64 n = x->shape[0], cin = x->shape[1], h = x->shape[2], wd = x->shape[3];
   gint64 cout = out->shape[1], oh = out->shape[2], ow = out->shape[3];
   gint64 kh = w->shape[2], kw = w->shape[3];
-  guint32 wx = 8, wy = 1, tm, tn4, rh = 1;
-  if (!conv4_tiles_override (&wx, &wy, &tm, &tn4, &rh))
+  guint32 wx = 8, wy = 1, tm, tn4, rh = 1, co_x = 0;
+  if (!conv4_tiles_override (&wx, &wy, &tm, &tn4, &rh, &co_x))
     {
-      /* 8 output channels x 16 pixels per invocation; rows of several output
-       * rows where rows are short (deep UNet levels). Workgroups of 8
-       * invocations along the pixels share their output channels. */
+      /* 8 output channels x 16 pixels of a row per invocation, 8
+       * invocations along the pixels (they share the output channels). An
+       * image with fewer than 8 such blocks (the deep UNet levels: 8x8,
+       * 4x4) runs its lanes along the output channels instead, each with
+       * several rows of 4 pixels: CPU time per dispatch of impasto bench ops
+       * (3x3, f16), ms: 1280ch 8x8 batch 2: 16-pixel rows 243, lanes along
+       * channels with 1 x 8 rows of 4 pixels 134; 1280ch 4x4: 232 -> 40. */
       tm = cout >= 8 ? 8 : cout >= 4 ? 4 : 1;
       tn4 = ow >= 16 ? 4 : ow >= 8 ? 2 : 1;
-      rh = mode == 1 ? 1 : MAX (1, MIN (4 / tn4, (guint32) oh));
+      rh = 1;
+      if (mode != 1 && ceil_div (ow, 4 * tn4) * oh < 8)
+        {
+          tn4 = 1;
+          rh = (guint32) MIN (oh, 8);
+          co_x = 1;
+        }
     }
   if (mode == 1)
     {
@@ -98,21 +110,22 @@ conv_tex4 (IvkGraph *g, IvkTensor *x, IvkTensor *w, IvkTensor *bias, IvkTensor *
     .cout = cout, .oh = oh, .ow = ow,
     .blocks = blocks,
   };
-  guint32 spec[14] = { wx, wy, tm, tn4, bias != NULL, res != NULL, mode, kh, kw,
-                       (guint32) pad_t, (guint32) pad_l, (guint32) nf, (guint32) wb, rh };
+  guint32 spec[15] = { wx, wy, tm, tn4, bias != NULL, res != NULL, mode, kh, kw,
+                       (guint32) pad_t, (guint32) pad_l, (guint32) nf, (guint32) wb, rh, co_x };
   IvkTensor *bind[5] = { x, w, bias ? bias : w, res ? res : x, out };
   IvkDispatch d = {
     .op = "conv2d",
     .kind = { IVK_BIND_TEXEL4, IVK_BIND_TEXEL4 },
     .shader = shader,
     .spec = spec,
-    .n_spec = 14,
+    .n_spec = 15,
     .bind = bind,
     .n_bind = 5,
     .write_mask = 1u << 4,
     .push = &push,
     .push_size = sizeof push,
-    .groups = { (guint32) ceil_div (blocks * rows, wx), (guint32) ceil_div (cout, (gint64) wy * tm),
+    .groups = { co_x ? (guint32) ceil_div (cout, (gint64) wx * tm) : (guint32) ceil_div (blocks * rows, wx),
+                co_x ? (guint32) ceil_div (blocks * rows, wy) : (guint32) ceil_div (cout, (gint64) wy * tm),
                 (guint32) n },
     .flops = 2.0 * n * cout * oh * ow * cin * kh * kw,
   };

@@ -206,6 +206,38 @@ tex_block (gint64 extent, guint32 threads)
   return 1;
 }
 
+/* Rows per invocation of matmul_tex.comp with 8x1 workgroups. CPU ms per
+ * dispatch (impasto bench ops, f16; CPU time because the machine is shared):
+ *
+ *   rows x cols, workgroup      4096x320x320   1024^3 (B^T)
+ *   12 x 8, 8x8 (before)            35.7          109.6
+ *   12 x 8, 8x1                     34.6           96.6
+ *   16 x 16, 8x1                    33.0           77.1
+ *   24 x 8, 8x1                     31.3           79.2
+ *   32 x 8, 8x1                     30.4           73.7
+ *   40 x 8 / 48 x 8, 8x1         36.3 / 35.9   101.1 / 100.9
+ *
+ * Of 32, 24, 16, 8, ... the largest that wastes least on M. */
+static guint32
+tex_rows (gint64 m)
+{
+  static const guint32 cand[] = { 32, 24, 16, 8, 4, 2, 1 };
+  guint32 best = 1;
+  gint64 best_waste = G_MAXINT64;
+  for (guint i = 0; i < G_N_ELEMENTS (cand); i++)
+    {
+      if (cand[i] > m && cand[i] > 1)
+        continue;
+      gint64 waste = (m + cand[i] - 1) / cand[i] * cand[i] - m;
+      if (waste * 8 < best_waste * 7) /* clearly less waste: take the smaller block */
+        {
+          best = cand[i];
+          best_waste = waste;
+        }
+    }
+  return best;
+}
+
 /* matmul push constants: mirrors shaders/matmul.comp and matmul_tex.comp */
 typedef struct
 {
@@ -288,11 +320,12 @@ ivk_matmul (IvkGraph *g, IvkTensor *a, IvkTensor *b, IvkTensor *bias, IvkTensor 
         return NULL;
       if (!ivk_gemm_tiles_override (&wx, &wy, &tm, &tn))
         {
-          /* 12 rows x 8 columns per invocation, 8x8 workgroups: best of the
-           * variants in the table above when M is large enough for the
-           * 96-row workgroup tile to waste little */
-          wx = wy = 8;
-          tm = m >= 4 * 12 * 8 ? 12 : tex_block (m, wy);
+          /* 32 rows x 8 columns per invocation, workgroups of 8 invocations
+           * along the columns (llvmpipe's SIMD lanes run along x) sharing
+           * their rows: see tex_rows() for the measurements */
+          wx = 8;
+          wy = 1;
+          tm = tex_rows (m);
           tn = tex_block (n, wx);
         }
     }

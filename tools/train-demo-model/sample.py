@@ -34,6 +34,11 @@ REF_CFG = 7.5
 
 class Pipeline:
     def __init__(self, path=MODEL_FILE, vocab_dir=MODEL_DIR):
+        if path == "work":  # the current training checkpoints (EMA), fp32
+            import export
+            self.unet, self.vae, self.text = [m.eval() for m in export.load_trained(True)[:3]]
+            self.tk = tok.CLIPTokenizer(os.path.join(common.WORK, "tok"))
+            return
         sd, self.meta = st.load(path)
         sd = {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in sd.items()}
         self.unet = models.UNet(common.UNET).eval()
@@ -166,7 +171,7 @@ def main():
     ap.add_argument("--cfg", type=float, default=REF_CFG)
     ap.add_argument("--negative", default="")
     ap.add_argument("--out", default=os.path.join(common.WORK, "samples.png"))
-    ap.add_argument("--model", default=MODEL_FILE)
+    ap.add_argument("--model", default=MODEL_FILE, help='"work" = the training checkpoints')
     ap.add_argument("--reference", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
