@@ -109,6 +109,13 @@ b_linear_geglu (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GErro
 }
 
 static IvkTensor *
+b_linear_ctx (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
+{
+  IvkTensor *w = rand_weight (ws, wt, 2, W2 (2560, 768), 0.03f, error);
+  return w ? ivk_linear (g, input (g, at, 3, 2, 77, 768, 0), w, NULL) : NULL;
+}
+
+static IvkTensor *
 b_conv3x3 (IvkGraph *g, IvkWeightStore *ws, IvkDType at, IvkDType wt, GError **error)
 {
   IvkTensor *w = rand_weight (ws, wt, 4, W4 (320, 320, 3, 3), 0.02f, error);
@@ -257,6 +264,7 @@ static const OpCase op_cases[] = {
   { "linear", "4096x320 -> 320 (SD1.5 q/k/v at 512px)", F32, F32, b_linear_qkv },
   { "linear", "4096x320 -> 320 (SD1.5 q/k/v at 512px)", F16, F16, b_linear_qkv },
   { "linear", "1024x320 -> 2560 +bias (GEGLU proj)", F32, F32, b_linear_geglu },
+  { "linear", "2x77x768 -> 2560 (context k/v, SD1.5 level 3)", F16, F16, b_linear_ctx },
   { "conv2d", "3x3 320->320 at 64x64", F32, F32, b_conv3x3 },
   { "conv2d", "3x3 320->320 at 64x64", F16, F16, b_conv3x3 },
   { "conv2d", "3x3 320->320 at 64x64", F32, F16, b_conv3x3 },

@@ -33,5 +33,14 @@ gboolean ivk_texel_ok (IvkGraph *g, const IvkTensor *t, guint per_texel);
  * has a plainer kernel it falls back to, so tests can run both ways. */
 gboolean ivk_fast_path (const char *name);
 
+/* For the texel kernels with a 3-D grid (binary_tex, copy_tex): merge
+ * adjacent dimensions of the 4-D iteration shape it4 where every stride set
+ * (n_sets arrays of 4 element strides; the output's contiguous strides among
+ * them) allows it, into the last one, then give the grid: x over groups of 4
+ * along dim 3 in workgroups of 8, y over dim 2, z over dims 0 and 1. FALSE
+ * when the grid would exceed the device's limits. it4 and the strides are
+ * updated in place. */
+gboolean ivk_grid_tex3d (IvkGraph *g, gint64 *it4, gint64 **strides, int n_sets, guint32 groups[3]);
+
 gboolean ivk_same_shape (const IvkTensor *a, const IvkTensor *b);
 gboolean ivk_is_float (IvkDType d);

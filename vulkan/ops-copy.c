@@ -66,6 +66,54 @@ strided_copy (IvkGraph *g, const char *op, IvkTensor *src, IvkTensor *dst, const
     }
   guint32 spec[1] = { COPY_THREADS };
   IvkTensor *bind[2] = { src, dst };
+  /* CPU devices: texel loads, vec4 stores (copy_tex.comp) when the
+   * destination runs in aligned groups of 4 (IMPASTO_DISABLE=copy_tex) */
+  const IvkDeviceInfo *info = ivk_context_get_info (ivk_graph_get_context (g));
+  /* not for f32 -> f16 casts: llvmpipe's vector conversion flushes f16
+   * subnormals to zero where the scalar one rounds them (the cast test) */
+  gint64 t4[4], ts[4], td4[4];
+  for (int i = 0; i < 4; i++)
+    {
+      t4[i] = it4[i];
+      ts[i] = it4[i] == 1 ? 0 : ss[i];
+      td4[i] = it4[i] == 1 ? 0 : ds[i];
+    }
+  if (it4[3] == 1)
+    td4[3] = 1;
+  gint64 *sets[2] = { ts, td4 };
+  guint32 tgroups[3];
+  if (info->is_cpu && src->dtype != IVK_I32 && !(src->dtype == IVK_F32 && dst->dtype == IVK_F16)
+      && ivk_texel_ok (g, src, 1) && ivk_texel_ok (g, dst, 4) && ivk_fast_path ("copy_tex")
+      && ivk_grid_tex3d (g, t4, sets, 2, tgroups) && td4[3] == 1 && td4[0] % 4 == 0
+      && td4[1] % 4 == 0 && td4[2] % 4 == 0 && dbase % 4 == 0)
+    {
+      push.n = n / 4;
+      push.shape1 = t4[1];
+      push.shape2 = t4[2];
+      push.shape3 = t4[3];
+      for (int i = 0; i < 4; i++)
+        {
+          push.ss[i] = ts[i];
+          push.ds[i] = td4[i];
+        }
+      gboolean vec = ts[3] == 1 && ts[0] % 4 == 0 && ts[1] % 4 == 0 && ts[2] % 4 == 0
+                     && sbase % 4 == 0 && ivk_texel_ok (g, src, 4);
+      guint32 tspec[2] = { 8, vec };
+      IvkDispatch td = {
+        .op = op,
+        .kind = { vec ? IVK_BIND_TEXEL4 : IVK_BIND_TEXEL },
+        .shader = ivk_shader_lookup (dst->dtype == IVK_F16 ? "copy_tex_f16" : "copy_tex_f32"),
+        .spec = tspec,
+        .n_spec = 2,
+        .bind = bind,
+        .n_bind = 2,
+        .write_mask = 2,
+        .push = &push,
+        .push_size = sizeof push,
+        .groups = { tgroups[0], tgroups[1], tgroups[2] },
+      };
+      return ivk_graph_add_dispatch (g, &td);
+    }
   IvkDispatch d = {
     .op = op,
     .shader = ivk_shader_lookup (name),

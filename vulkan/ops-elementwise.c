@@ -49,6 +49,73 @@ typedef struct
   float shift, log_max_period;
 } TimestepPush;
 
+/* CPU devices: vec4 texel loads and vec4 stores for the element-wise ops
+ * (IMPASTO_DISABLE=elementwise_tex turns them off). llvmpipe turns every
+ * storage-buffer load and store into a loop over the SIMD lanes (notes in
+ * ops-matmul.c); these kernels were load-bound at 0.03-0.4 GB/s. */
+#define TEX_THREADS 8 /* llvmpipe's SIMD width along x */
+#define TEX_PER 4
+
+static gboolean
+ew_tex_ok (IvkGraph *g)
+{
+  const IvkDeviceInfo *info = ivk_context_get_info (ivk_graph_get_context (g));
+  return info->is_cpu && info->texel_buffers && ivk_fast_path ("elementwise_tex");
+}
+
+gboolean
+ivk_grid_tex3d (IvkGraph *g, gint64 *it4, gint64 **strides, int n_sets, guint32 groups[3])
+{
+  const IvkDeviceInfo *info = ivk_context_get_info (ivk_graph_get_context (g));
+  /* merge dim i into dim 3 while dims i+1..2 are already merged (size 1) */
+  for (int i = 2; i >= 0; i--)
+    {
+      gboolean ok = TRUE;
+      for (int k = 0; k < n_sets && ok; k++)
+        if (strides[k][i] != strides[k][3] * it4[3] && it4[i] != 1)
+          ok = FALSE;
+      if (!ok)
+        break;
+      it4[3] *= it4[i];
+      it4[i] = 1;
+      for (int k = 0; k < n_sets; k++)
+        strides[k][i] = 0;
+    }
+  /* a long last dim: split it again so x fits the grid (and y gets work) */
+  gint64 maxx = MIN (info->max_workgroup_count[0], 65535);
+  if (it4[2] == 1 && (it4[3] / 4 + 7) / 8 > maxx)
+    {
+      gint64 k = 4 * 8 * 256;
+      while (it4[3] % k != 0 && k > 4)
+        k /= 2;
+      if (it4[3] % k == 0 && k >= 4)
+        {
+          it4[2] = it4[3] / k;
+          it4[3] = k;
+          for (int j = 0; j < n_sets; j++)
+            strides[j][2] = strides[j][3] * k;
+        }
+    }
+  groups[0] = (guint32) ((it4[3] / 4 + 7) / 8);
+  groups[1] = (guint32) it4[2];
+  gint64 z = it4[0] * it4[1];
+  groups[2] = (guint32) z;
+  return it4[3] % 4 == 0 && groups[0] <= maxx && it4[2] <= MIN (info->max_workgroup_count[1], 65535)
+         && z <= MIN (info->max_workgroup_count[2], 65535);
+}
+
+/* binary_tex.comp operand mode: 1 broadcast along the last dim, 2 vec4
+ * texels (every group of 4 starts 4-aligned), else 0 */
+static guint32
+binary_mode (IvkGraph *g, IvkTensor *t, const guint32 *st)
+{
+  if (st[3] == 0)
+    return 1;
+  if (st[0] % 4 == 0 && st[1] % 4 == 0 && st[2] % 4 == 0 && ivk_texel_ok (g, t, 4))
+    return 2;
+  return 0;
+}
+
 static gboolean
 simple_dispatch (IvkGraph *g, const char *op, IvkShader shader, IvkTensor **bind, guint n_bind,
                  const void *push, guint push_size, const guint32 *spec, guint n_spec,
@@ -86,6 +153,29 @@ ivk_unary (IvkGraph *g, IvkTensor *x, IvkUnaryOp op, float alpha, float beta)
   IvkTensor *out = ivk_graph_new_tensor (g, x->dtype, x->ndim, x->shape);
   if (!out)
     return NULL;
+  if (x->n_elements % 4 == 0 && ew_tex_ok (g) && ivk_texel_ok (g, x, 4))
+    {
+      if (!ivk_pick_act (g, "unary_tex", x->dtype, &shader))
+        return NULL;
+      UnaryPush tp = { .n = x->n_elements / 4, .alpha = alpha, .beta = beta };
+      guint32 tspec[3] = { TEX_THREADS, op, TEX_PER };
+      IvkTensor *tbind[2] = { x, out };
+      IvkDispatch td = {
+        .op = "unary",
+        .kind = { IVK_BIND_TEXEL4 },
+        .shader = shader,
+        .spec = tspec,
+        .n_spec = 3,
+        .bind = tbind,
+        .n_bind = 2,
+        .write_mask = 2,
+        .push = &tp,
+        .push_size = sizeof tp,
+        .flops = 4.0 * x->n_elements,
+      };
+      ivk_grid_1d (g, (tp.n + TEX_THREADS * TEX_PER - 1) / (TEX_THREADS * TEX_PER), td.groups);
+      return ivk_graph_add_dispatch (g, &td) ? out : NULL;
+    }
   const guint32 per_thread = 4;
   UnaryPush push = { .n = x->n_elements, .alpha = alpha, .beta = beta };
   guint32 spec[3] = { EW_THREADS, op, per_thread };
@@ -174,8 +264,50 @@ ivk_binary (IvkGraph *g, IvkTensor *a, IvkTensor *b, IvkBinaryOp op)
       stra *= sa[i];
       strb *= sb[i];
     }
-  guint32 spec[2] = { EW_THREADS, op };
   IvkTensor *bind[3] = { a, b, out };
+  /* the texel kernel on a merged 3-D iteration */
+  gint64 it[4], ta[4], tb[4], to[4];
+  gint64 sto = 1;
+  for (int i = 3; i >= 0; i--)
+    {
+      it[i] = so[i];
+      ta[i] = push.as[i];
+      tb[i] = push.bs[i];
+      to[i] = sto;
+      sto *= so[i];
+    }
+  gint64 *sets[3] = { ta, tb, to };
+  guint32 tgroups[3];
+  if (ew_tex_ok (g) && ivk_texel_ok (g, a, 1) && ivk_texel_ok (g, b, 1)
+      && ivk_grid_tex3d (g, it, sets, 3, tgroups) && ta[3] <= 1 && tb[3] <= 1)
+    {
+      if (!ivk_pick_act (g, "binary_tex", a->dtype, &shader))
+        return NULL;
+      BinaryPush tp = { .n = out->n_elements / 4, .shape1 = it[1], .shape2 = it[2], .shape3 = it[3] };
+      for (int i = 0; i < 4; i++)
+        {
+          tp.as[i] = ta[i];
+          tp.bs[i] = tb[i];
+        }
+      guint32 am = binary_mode (g, a, tp.as), bm = binary_mode (g, b, tp.bs);
+      guint32 tspec[4] = { TEX_THREADS, op, am, bm };
+      IvkDispatch td = {
+        .op = "binary",
+        .kind = { am == 2 ? IVK_BIND_TEXEL4 : IVK_BIND_TEXEL, bm == 2 ? IVK_BIND_TEXEL4 : IVK_BIND_TEXEL },
+        .shader = shader,
+        .spec = tspec,
+        .n_spec = 4,
+        .bind = bind,
+        .n_bind = 3,
+        .write_mask = 1u << 2,
+        .push = &tp,
+        .push_size = sizeof tp,
+        .flops = out->n_elements,
+        .groups = { tgroups[0], tgroups[1], tgroups[2] },
+      };
+      return ivk_graph_add_dispatch (g, &td) ? out : NULL;
+    }
+  guint32 spec[2] = { EW_THREADS, op };
   if (!simple_dispatch (g, "binary", shader, bind, 3, &push, sizeof push, spec, 2, out->n_elements,
                         out->n_elements))
     return NULL;
@@ -215,9 +347,33 @@ ivk_geglu (IvkGraph *g, IvkTensor *x)
   IvkTensor *out = ivk_graph_new_tensor (g, x->dtype, x->ndim, shape);
   if (!out)
     return NULL;
+  IvkTensor *bind[2] = { x, out };
+  if ((c2 / 2) % 4 == 0 && ew_tex_ok (g) && ivk_texel_ok (g, x, 4))
+    {
+      if (!ivk_pick_act (g, "geglu_tex", x->dtype, &shader))
+        return NULL;
+      gint64 rows = out->n_elements / (c2 / 2);
+      GegluPush tp = { .n = rows, .f = c2 / 8 };
+      guint32 tspec[1] = { TEX_THREADS };
+      IvkDispatch td = {
+        .op = "geglu",
+        .kind = { IVK_BIND_TEXEL4 },
+        .shader = shader,
+        .spec = tspec,
+        .n_spec = 1,
+        .bind = bind,
+        .n_bind = 2,
+        .write_mask = 2,
+        .push = &tp,
+        .push_size = sizeof tp,
+        .flops = 10.0 * out->n_elements,
+        .groups = { (guint32) ((tp.f + TEX_THREADS - 1) / TEX_THREADS), (guint32) MIN (rows, 65535),
+                    (guint32) ((rows + 65534) / 65535) },
+      };
+      return ivk_graph_add_dispatch (g, &td) ? out : NULL;
+    }
   GegluPush push = { .n = out->n_elements, .f = c2 / 2 };
   guint32 spec[1] = { EW_THREADS };
-  IvkTensor *bind[2] = { x, out };
   if (!simple_dispatch (g, "geglu", shader, bind, 2, &push, sizeof push, spec, 1, out->n_elements,
                         10.0 * out->n_elements))
     return NULL;

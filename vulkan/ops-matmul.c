@@ -217,22 +217,23 @@ tex_block (gint64 extent, guint32 threads)
  *   32 x 8, 8x1                     30.4           73.7
  *   40 x 8 / 48 x 8, 8x1         36.3 / 35.9   101.1 / 100.9
  *
- * Of 32, 24, 16, 8, ... the largest that wastes least on M. */
+ * Of 32, 24, 16, 8, ... the one with the least time for M rows: rows
+ * rounded up to the block, over the block's relative speed (smaller blocks
+ * fetch more per FMA; 2x77x768 -> 2560: 16 rows 24.5 ms, 2 rows 93 ms). */
 static guint32
 tex_rows (gint64 m)
 {
   static const guint32 cand[] = { 32, 24, 16, 8, 4, 2, 1 };
+  static const double speed[] = { 1.0, 0.95, 0.9, 0.7, 0.5, 0.3, 0.2 };
   guint32 best = 1;
-  gint64 best_waste = G_MAXINT64;
+  double best_cost = G_MAXDOUBLE;
   for (guint i = 0; i < G_N_ELEMENTS (cand); i++)
     {
-      if (cand[i] > m && cand[i] > 1)
-        continue;
-      gint64 waste = (m + cand[i] - 1) / cand[i] * cand[i] - m;
-      if (waste * 8 < best_waste * 7) /* clearly less waste: take the smaller block */
+      double cost = (double) ((m + cand[i] - 1) / cand[i] * cand[i]) / speed[i];
+      if (cost < best_cost)
         {
           best = cand[i];
-          best_waste = waste;
+          best_cost = cost;
         }
     }
   return best;

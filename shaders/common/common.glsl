@@ -15,8 +15,10 @@
 
 #ifdef ACT_F16
 #define ACT_T float16_t
+#define ACT_V4 f16vec4
 #else
 #define ACT_T float
+#define ACT_V4 vec4
 #endif
 #ifdef W_F16
 #define W_T float16_t
