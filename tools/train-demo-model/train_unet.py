@@ -183,7 +183,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=60.0, help="time budget of this run")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--total-steps", type=int, default=7000)
+    ap.add_argument("--total-steps", type=int, default=6000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--ema", type=float, default=0.999)
