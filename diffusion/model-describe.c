@@ -111,11 +111,11 @@ describe_text (GString *out, const SdTextEncoderConfig *t, gboolean openclip)
 {
   g_string_append_printf (out,
                           "%17s %s: hidden %d, %d layers, %d heads%s, MLP %d, %s, vocab %d, %d positions, "
-                          "pad id %d",
+                          "padded with %s",
                           "", openclip ? "open_clip naming" : "CLIP naming", t->hidden, t->n_layers, t->n_heads,
                           t->heads_known ? "" : " [by convention]", t->intermediate,
                           t->act == SD_ACT_GELU ? "gelu" : "quick_gelu", t->vocab_size, t->max_positions,
-                          t->pad_id);
+                          t->pad_id == 0 ? "id 0" : "<|endoftext|>");
   if (t->projection_dim)
     g_string_append_printf (out, ", projection %d", t->projection_dim);
   g_string_append_c (out, '\n');

@@ -340,7 +340,10 @@ encode_one (SdPipeline *p, int i, const char *prompt, int clip_skip, float **hid
   SdClip *clip = sd_pipeline_get_clip (p, i, error);
   if (!clip)
     return FALSE;
-  g_autoptr (SdPromptTokens) tokens = sd_prompt_encode (tok, prompt ? prompt : "", ec->pad_id, error);
+  /* CLIP-style encoders pad with <|endoftext|>: the vocabulary's own id
+   * (49407 in OpenAI's; small vocabularies such as the demo model's differ) */
+  gint32 pad = ec->pad_id == 0 ? 0 : sd_tokenizer_get_eos_id (tok);
+  g_autoptr (SdPromptTokens) tokens = sd_prompt_encode (tok, prompt ? prompt : "", pad, error);
   if (!tokens)
     return FALSE;
   const int n = tokens->n_chunks, T = 77, C = ec->hidden;

@@ -26,13 +26,13 @@ echo "== the bundled model"
 echo
 
 # A seed per prompt, fixed so the demo is reproducible.
-set -- "red apple:1" "blue heart:2" "smiling face with sunglasses:3" "pizza:4" \
-       "fire:5" "green tree:6" "yellow star:7" "dog face:8"
+set -- "red apple:1" "blue heart:2" "grinning face:3" "smiling face with sunglasses:3" \
+       "fire:5" "red heart:2" "cat face:1" "sun:1"
 for item in "$@"; do
   prompt=${item%:*}
   seed=${item##*:}
   file="$out/$(echo "$prompt" | tr ' ' '-').png"
-  "$impasto" generate --model "$model" --prompt "$prompt" --seed "$seed" --quiet --output "$file"
+  "$impasto" generate --model "$model" --prompt "$prompt" --seed "$seed" --quiet --output "$file" >/dev/null
   echo "wrote $file  ($prompt, seed $seed)"
 done
 
@@ -44,7 +44,7 @@ mask="$out/sample-mask.png"
 import sys
 from PIL import Image
 out, sample, mask = sys.argv[1:]
-tiles = ["green-tree", "blue-heart", "pizza", "fire"]
+tiles = ["cat-face", "blue-heart", "grinning-face", "fire"]
 img = Image.new("RGB", (128, 128), "white")
 for i, name in enumerate(tiles):
     t = Image.open(f"{out}/{name}.png").convert("RGB").resize((64, 64))
@@ -57,7 +57,7 @@ EOF
 echo "wrote $sample  (four generated pictures)"
 inpainted="$out/sample-inpainted-red-apple.png"
 "$impasto" inpaint --model "$model" --init "$sample" --mask "$mask" --prompt "red apple" \
-  --seed 1 --full-res --full-res-padding 4 --mask-blur 2 --quiet --output "$inpainted"
+  --seed 1 --full-res --full-res-padding 4 --mask-blur 2 --quiet --output "$inpainted" >/dev/null
 echo "wrote $inpainted  (top-left quarter repainted with \"red apple\"; the rest is unchanged)"
 echo
 echo "demo: pictures are in $out/"

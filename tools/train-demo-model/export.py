@@ -4,6 +4,7 @@ checkpoint in float16, plus the tokenizer files and the model card:
 
   data/models/impasto-emoji/impasto-emoji.fp16.safetensors
   data/models/impasto-emoji/vocab.json, merges.txt
+  data/models/impasto-emoji/impasto-emoji.fp16.json (configs, read by the product)
   data/models/impasto-emoji/README.md (model card), LICENSE
 
   export.py [--no-ema]
@@ -21,6 +22,7 @@ import re
 import shutil
 import sys
 
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before torch loads OpenBLAS (see common.py)
 import numpy as np
 import torch
 
@@ -243,6 +245,11 @@ def main():
     st.save(MODEL_FILE, tensors, meta)
     for f in ("vocab.json", "merges.txt"):
         shutil.copyfile(os.path.join(args.vocab, f), os.path.join(MODEL_DIR, f))
+    # the config sidecar the product reads beside a single file (MODEL.json):
+    # what the weights cannot tell, above all the native size (64x64)
+    with open(os.path.splitext(MODEL_FILE)[0] + ".json", "w") as f:
+        json.dump(cfg, f, indent=1)
+        f.write("\n")
     # round trip: the written file loads strictly into fresh modules, bit-exact
     back, meta2 = st.load(MODEL_FILE)
     u2, v2, t2 = models.UNet(common.UNET), models.AutoencoderKL(common.VAE), models.CLIPText(common.TEXT)

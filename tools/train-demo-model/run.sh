@@ -16,6 +16,9 @@ PY=/usr/bin/python3
 MINUTES=${MINUTES:-600}
 THREADS=${THREADS:-1}
 what=${1:-all}
+# OpenBLAS's own pthreads on top of torch's threads spin in sched_yield on a
+# 2-core machine: 12 instead of 50 samples/s measured with --threads 2.
+export OPENBLAS_NUM_THREADS=1
 
 ../install-deps.sh --train
 

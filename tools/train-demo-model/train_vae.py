@@ -22,6 +22,7 @@ import os
 import random
 import sys
 
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before torch loads OpenBLAS (see common.py)
 import numpy as np
 import torch
 import torch.nn.functional as F
