@@ -46,20 +46,31 @@ print_plan (SdModel *model, const char *size, int batch, gboolean fp16, GError *
           "%.1f MiB, largest binding %.1f MiB, %.1f GFLOP, %u dispatches\n",
           batch, mib (st.arena_bytes), mib (st.naive_bytes), mib (uw), mib (st.largest_tensor_bytes),
           st.flops * 1e-9, st.n_nodes);
+  if (st.largest_tensor_bytes > info->max_storage_buffer_range)
+    printf ("  UNet call does not run on this device at this size: its largest tensor exceeds the "
+            "device's binding limit of %.1f MiB\n",
+            mib (info->max_storage_buffer_range));
   if (cfg->vae.has_decoder)
     {
       g_autoptr (SdVae) vae = sd_vae_new_virtual (ctx, model, fp16, error);
       if (!vae)
         return FALSE;
       IvkGraphStats vs;
-      if (!sd_vae_plan_decode (vae, 1, h / 8, w / 8, &vs, error))
-        return FALSE;
+      g_autoptr (GError) e = NULL;
+      if (sd_vae_plan_decode (vae, 1, h / 8, w / 8, &vs, &e))
+        printf ("  VAE decode (one pass): activations %.1f MiB, largest binding %.1f MiB (device "
+                "limit %.1f MiB), %.1f GFLOP\n",
+                mib (vs.arena_bytes), mib (vs.largest_tensor_bytes), mib (info->max_storage_buffer_range),
+                vs.flops * 1e-9);
+      else if (g_error_matches (e, IVK_ERROR, IVK_ERROR_LIMIT))
+        printf ("  VAE decode (one pass): not possible on this device (%s)\n", e->message);
+      else
+        {
+          g_propagate_error (error, g_steal_pointer (&e));
+          return FALSE;
+        }
       int tile = 0;
       gboolean tiled = sd_vae_decode_tiles (vae, 1, h / 8, w / 8, &tile);
-      printf ("  VAE decode (one pass): activations %.1f MiB, largest binding %.1f MiB (device limit "
-              "%.1f MiB), %.1f GFLOP%s\n",
-              mib (vs.arena_bytes), mib (vs.largest_tensor_bytes), mib (info->max_storage_buffer_range),
-              vs.flops * 1e-9, "");
       if (tiled)
         printf ("  VAE decode is tiled on this device: tiles of %dx%d latent pixels\n", tile, tile);
     }

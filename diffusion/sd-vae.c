@@ -280,8 +280,11 @@ static gboolean
 fits (SdVae *v, SdNetGraph *ng)
 {
   IvkGraphStats st;
-  if (!ivk_graph_plan (ng->g, &st, NULL))
-    return TRUE; /* let compile report the real error */
+  g_autoptr (GError) e = NULL;
+  if (!ivk_graph_plan (ng->g, &st, &e))
+    /* a device limit (a dispatch grid too large for one pass) means smaller
+     * tiles; anything else is left for compile to report */
+    return !g_error_matches (e, IVK_ERROR, IVK_ERROR_LIMIT);
   const IvkDeviceInfo *info = ivk_context_get_info (v->ctx);
   return st.largest_tensor_bytes <= info->max_storage_buffer_range && st.arena_bytes <= budget (v);
 }
