@@ -435,11 +435,13 @@ encode_tile (SdVae *v, int batch, int h, int w, const float *img, float *moments
 }
 
 /* The biggest tile (in latent pixels, a multiple of 8, at least 16) whose
- * graph fits; starts from the configured tile or 64 (512 pixels). */
+ * graph fits; starts from the configured tile or 64 (512 pixels) and steps
+ * down by 8: on lavapipe (128 MiB bindings) a 512x512 decode then runs as
+ * 2x2 tiles of 40 instead of 3x3 tiles of 32 (3.9 instead of 5.6 TFLOP). */
 static int
 choose_tile (SdVae *v, gboolean decoder, int batch, int H, int Wd)
 {
-  int t = v->tile > 0 ? v->tile : 64;
+  int t = (v->tile > 0 ? v->tile : 64) / 8 * 8;
   while (t > 16)
     {
       int th = MIN (t, H), tw = MIN (t, Wd);
@@ -450,9 +452,9 @@ choose_tile (SdVae *v, gboolean decoder, int batch, int H, int Wd)
       sd_net_graph_free (ng);
       if (ok)
         break;
-      t /= 2;
+      t -= 8;
     }
-  return MAX (t, 16) / 8 * 8;
+  return MAX (t, 16);
 }
 
 gboolean
