@@ -90,6 +90,28 @@ use_fp16 (BenchReport *r)
   return !r->opt->fp32 && ivk_context_get_info (r->ctx)->use_fp16;
 }
 
+/* What every network measurement starts with: the device's best GEMM at the
+ * precision measured (the yardstick), the memory peak reset, the model
+ * opened. */
+static SdPipeline *
+start_measurement (BenchReport *r, const char *path, GError **error)
+{
+  gboolean fp16 = use_fp16 (r);
+  if (bench_best_gemm (r, fp16 ? IVK_F16 : IVK_F32, error) <= 0)
+    return NULL;
+  ivk_context_reset_peak (r->ctx);
+  return open_pipeline (r, path, fp16, error);
+}
+
+static gboolean
+check_size (int size, GError **error)
+{
+  if (size % 8 == 0 && size >= 64)
+    return TRUE;
+  g_set_error (error, SD_ERROR, SD_ERROR_INVALID_ARG, "--size wants a multiple of 8, at least 64");
+  return FALSE;
+}
+
 /* ---- random inputs ---- */
 
 static void
@@ -407,10 +429,7 @@ text_call (gpointer data, GError **error)
 static gboolean
 run_text (BenchReport *r, const char *name, const char *path, GError **error)
 {
-  if (bench_best_gemm (r, use_fp16 (r) ? IVK_F16 : IVK_F32, error) <= 0)
-    return FALSE;
-  ivk_context_reset_peak (r->ctx);
-  g_autoptr (SdPipeline) p = open_pipeline (r, path, use_fp16 (r), error);
+  g_autoptr (SdPipeline) p = start_measurement (r, path, error);
   if (!p)
     return FALSE;
   const SdModelConfig *mc = sd_pipeline_get_config (p);
@@ -487,16 +506,10 @@ unet_call (gpointer data, GError **error)
 static gboolean
 run_unet (BenchReport *r, const char *name, const char *path, int size, int batch, GError **error)
 {
-  if (size % 8 != 0 || size < 64)
-    {
-      g_set_error (error, SD_ERROR, SD_ERROR_INVALID_ARG, "--size wants a multiple of 8, at least 64");
-      return FALSE;
-    }
-  gboolean fp16 = use_fp16 (r);
-  if (bench_best_gemm (r, fp16 ? IVK_F16 : IVK_F32, error) <= 0)
+  if (!check_size (size, error))
     return FALSE;
-  ivk_context_reset_peak (r->ctx);
-  g_autoptr (SdPipeline) p = open_pipeline (r, path, fp16, error);
+  gboolean fp16 = use_fp16 (r);
+  g_autoptr (SdPipeline) p = start_measurement (r, path, error);
   if (!p)
     return FALSE;
   SdUNet *unet = sd_pipeline_get_unet (p, error);
@@ -594,16 +607,10 @@ vae_call (gpointer data, GError **error)
 static gboolean
 run_vae (BenchReport *r, const char *name, const char *path, int size, int batch, GError **error)
 {
-  if (size % 8 != 0 || size < 64)
-    {
-      g_set_error (error, SD_ERROR, SD_ERROR_INVALID_ARG, "--size wants a multiple of 8, at least 64");
-      return FALSE;
-    }
-  gboolean fp16 = use_fp16 (r);
-  if (bench_best_gemm (r, fp16 ? IVK_F16 : IVK_F32, error) <= 0)
+  if (!check_size (size, error))
     return FALSE;
-  ivk_context_reset_peak (r->ctx);
-  g_autoptr (SdPipeline) p = open_pipeline (r, path, fp16, error);
+  gboolean fp16 = use_fp16 (r);
+  g_autoptr (SdPipeline) p = start_measurement (r, path, error);
   if (!p)
     return FALSE;
   SdVae *vae = sd_pipeline_get_vae (p, error);
